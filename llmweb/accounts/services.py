@@ -1,0 +1,91 @@
+"""Writes to teams, memberships and tokens; views and API only translate to these."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+
+from llmweb.accounts.models import ApiToken, Membership, Role, Team
+from llmweb.accounts.selectors import is_owner
+
+User = get_user_model()
+
+
+@transaction.atomic
+def team_create(*, owner, name: str) -> Team:
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError({"name": "A team needs a name."})
+    if len(name) > 100:
+        raise ValidationError({"name": "A team name has at most 100 characters."})
+    team = Team.objects.create(name=name)
+    Membership.objects.create(team=team, user=owner, role=Role.OWNER)
+    return team
+
+
+def user_signup_setup(*, user) -> Team:
+    """Every new user gets a personal team, so there is always somewhere to upload to."""
+    return team_create(owner=user, name=f"{user.username}'s team")
+
+
+@transaction.atomic
+def team_invite(*, by, team: Team, username: str, role: str = Role.MEMBER) -> Membership:
+    if not is_owner(user=by, team=team):
+        raise PermissionDenied("Only an owner can invite people to this team.")
+    if role not in Role.values:
+        raise ValidationError({"role": f"Role must be one of {', '.join(Role.values)}."})
+    user = User.objects.filter(username=(username or "").strip()).first()
+    if user is None:
+        raise ValidationError({"username": f"No user is called {username!r}."})
+    if Membership.objects.filter(team=team, user=user).exists():
+        raise ValidationError({"username": f"{user.username} is already on this team."})
+    return Membership.objects.create(team=team, user=user, role=role)
+
+
+@transaction.atomic
+def membership_set_role(*, by, membership: Membership, role: str) -> Membership:
+    team = Team.objects.select_for_update().get(pk=membership.team_id)
+    if not is_owner(user=by, team=team):
+        raise PermissionDenied("Only an owner can change roles.")
+    if role not in Role.values:
+        raise ValidationError({"role": f"Role must be one of {', '.join(Role.values)}."})
+    owners = team.memberships.filter(role=Role.OWNER)
+    if membership.role == Role.OWNER and role != Role.OWNER and owners.count() == 1:
+        raise ValidationError({"role": "A team needs at least one owner."})
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, by, membership: Membership) -> None:
+    team = Team.objects.select_for_update().get(pk=membership.team_id)
+    if not is_owner(user=by, team=team) and by.pk != membership.user_id:
+        raise PermissionDenied("Only an owner can remove other members.")
+    if membership.role == Role.OWNER and team.memberships.filter(role=Role.OWNER).count() == 1:
+        raise ValidationError({"role": "A team needs at least one owner."})
+    membership.delete()
+
+
+def api_token_create(*, user, name: str) -> tuple[ApiToken, str]:
+    """Returns the record and the secret; the secret is never stored or shown again."""
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError({"name": "Give the token a name, e.g. 'laptop script'."})
+    if len(name) > 100:
+        raise ValidationError({"name": "A token name has at most 100 characters."})
+    secret = ApiToken.PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(
+        user=user,
+        name=name,
+        hint=secret[: len(ApiToken.PREFIX) + 4],
+        digest=ApiToken.digest_of(secret),
+    )
+    return token, secret
+
+
+def api_token_revoke(*, token: ApiToken) -> None:
+    token.delete()

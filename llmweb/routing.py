@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from jobs import consumers
+
+websocket_urlpatterns = [
+    path("ws/hello/", consumers.HelloConsumer.as_asgi()),
+]
