@@ -6,4 +6,5 @@ from jobs import consumers
 
 websocket_urlpatterns = [
     path("ws/hello/", consumers.HelloConsumer.as_asgi()),
+    path("ws/jobs/<int:job_id>/", consumers.JobProgressConsumer.as_asgi()),
 ]

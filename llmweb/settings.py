@@ -26,6 +26,15 @@ def envint(name: str, default: int) -> int:
 VAR_DIR = Path(os.environ.get("LLMWEB_VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
+# Under pytest, each session gets its own Redis key prefix, test database file and storage
+# folder, so two test runs on one machine (or a dev server beside them) never share a
+# queue. Worker and server subprocesses inherit the id through the environment.
+TEST_RUN = (
+    os.environ.setdefault("LLMWEB_TEST_RUN", str(os.getpid()))
+    if os.environ.get("PYTEST_VERSION")
+    else ""
+)
+
 
 def _secret_key() -> str:
     # A generated key kept under var/ so sessions survive restarts on a dev machine.
@@ -107,7 +116,7 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         "transaction_mode": "IMMEDIATE",
     }
     # Tests with a real worker process need a file that process can open, not :memory:.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_llmweb.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test_llmweb_{TEST_RUN or 0}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -146,7 +155,12 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 60},
+        "CONFIG": {
+            "hosts": [REDIS_URL],
+            "capacity": 1500,
+            "expiry": 60,
+            "prefix": f"asgi{TEST_RUN}",
+        },
     }
 }
 
@@ -159,10 +173,14 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 7 * 24 * 3600}
+if TEST_RUN:
+    CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = f"test{TEST_RUN}:"
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Training jobs go to this queue (one worker per GPU consumes it).
+LLMWEB_TRAIN_QUEUE = os.environ.get("LLMWEB_TRAIN_QUEUE", "gpu")
 CELERY_TASK_ROUTES = {
-    "jobs.tasks.run_job": {"queue": "gpu"},
+    "jobs.tasks.run_job": {"queue": LLMWEB_TRAIN_QUEUE},
     "jobs.tasks.generate": {"queue": "inference"},
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -199,4 +217,23 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
+}
+
+# Dead-worker detection: a running job heart-beats every few seconds; the reaper (beat)
+# puts a job whose heartbeat is older than this back in the queue.
+LLMWEB_HEARTBEAT_STALE_SECONDS = envint("LLMWEB_HEARTBEAT_STALE_SECONDS", 30)
+LLMWEB_REAPER_INTERVAL_SECONDS = envint("LLMWEB_REAPER_INTERVAL_SECONDS", 15)
+CELERY_BEAT_SCHEDULE = {
+    "reap-stale-jobs": {
+        "task": "jobs.tasks.reap_stale_jobs",
+        "schedule": float(LLMWEB_REAPER_INTERVAL_SECONDS),
+        # The staleness rule travels with the message, so the beat host decides it.
+        "args": (LLMWEB_HEARTBEAT_STALE_SECONDS,),
+        "options": {"queue": "default", "expires": float(LLMWEB_REAPER_INTERVAL_SECONDS)},
+    },
+    "clean-orphans": {
+        "task": "llmweb.catalog.tasks.clean_orphans",
+        "schedule": 3600.0,
+        "options": {"queue": "default"},
+    },
 }

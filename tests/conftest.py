@@ -29,7 +29,7 @@ def shared_data(name: str) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def _test_storage(tmp_path_factory):
-    storage = Path(settings.VAR_DIR) / "test-storage"
+    storage = Path(settings.VAR_DIR) / f"test-storage-{settings.TEST_RUN}"
     shutil.rmtree(storage, ignore_errors=True)
     storage.mkdir(parents=True)
     settings.STORAGE_DIR = storage
@@ -41,7 +41,9 @@ def _test_storage(tmp_path_factory):
 def make_user(username: str):
     from django.contrib.auth import get_user_model
 
-    return get_user_model().objects.create_user(username, f"{username}@example.com", "correct horse 42")
+    return get_user_model().objects.create_user(
+        username, f"{username}@example.com", "correct horse 42"
+    )
 
 
 @pytest.fixture

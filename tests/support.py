@@ -44,7 +44,13 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def wait_for(check: Callable[[], object], *, timeout: float = 30, interval: float = 0.1, what: str = "condition"):
+def wait_for(
+    check: Callable[[], object],
+    *,
+    timeout: float = 30,
+    interval: float = 0.1,
+    what: str = "condition",
+):
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
     while time.monotonic() < deadline:
@@ -55,21 +61,51 @@ def wait_for(check: Callable[[], object], *, timeout: float = 30, interval: floa
         except Exception as exc:  # noqa: BLE001 - keep polling; report the last error
             last_exc = exc
         time.sleep(interval)
-    raise TimeoutError(f"timed out waiting for {what}" + (f" (last error: {last_exc!r})" if last_exc else ""))
+    raise TimeoutError(
+        f"timed out waiting for {what}" + (f" (last error: {last_exc!r})" if last_exc else "")
+    )
 
 
 class Worker:
     """A `celery worker` subprocess. ``kill()`` sends SIGKILL to the whole process group."""
 
-    def __init__(self, queues: str = "gpu,inference,default", concurrency: int = 1, log: Path | None = None):
+    def __init__(
+        self,
+        queues: str = "gpu,inference,default",
+        concurrency: int = 1,
+        log: Path | None = None,
+        beat: bool = False,
+        env: dict[str, str] | None = None,
+    ):
         self.name = f"test-{uuid.uuid4().hex[:8]}@localhost"
         self.log = log or Path(settings.VAR_DIR) / f"worker-{self.name.split('@')[0]}.log"
         self._fh = open(self.log, "w")  # noqa: SIM115 - closed in stop()
+        args = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "llmweb",
+            "worker",
+            "-Q",
+            queues,
+            "-c",
+            str(concurrency),
+            "-n",
+            self.name,
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+        ]
+        if beat:
+            args += ["-B", "-s", str(self.log.with_suffix(".beat"))]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "llmweb", "worker", "-Q", queues,
-             "-c", str(concurrency), "-n", self.name, "--without-gossip", "--without-mingle",
-             "--loglevel", "INFO"],
-            cwd=ROOT, env=child_env(), stdout=self._fh, stderr=subprocess.STDOUT,
+            args,
+            cwd=ROOT,
+            env=child_env(**(env or {})),
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -79,7 +115,9 @@ class Worker:
         def ready():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited: {self.log.read_text()[-2000:]}")
-            return (app.control.inspect(destination=[self.name], timeout=0.5).ping() or {}).get(self.name)
+            return (app.control.inspect(destination=[self.name], timeout=0.5).ping() or {}).get(
+                self.name
+            )
 
         wait_for(ready, timeout=timeout, interval=0.3, what=f"worker {self.name}")
         return self
@@ -111,9 +149,20 @@ class LiveServer:
         self.log = Path(settings.VAR_DIR) / f"daphne-{self.port}.log"
         self._fh = open(self.log, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-             "llmweb.asgi:application"],
-            cwd=ROOT, env=child_env(), stdout=self._fh, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "llmweb.asgi:application",
+            ],
+            cwd=ROOT,
+            env=child_env(),
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         wait_for(self._up, timeout=60, what="daphne")

@@ -65,7 +65,9 @@ def _session_cookie(client, user) -> str:
 
 @pytest.mark.django_db(transaction=True)
 async def test_websocket_accepts_a_session_user_and_refuses_anonymous(client):
-    user = await database_sync_to_async(get_user_model().objects.create_user)("wsuser", password="x y z 123 456")
+    user = await database_sync_to_async(get_user_model().objects.create_user)(
+        "wsuser", password="x y z 123 456"
+    )
     cookie = await database_sync_to_async(_session_cookie)(client, user)
     headers = [(b"cookie", f"sessionid={cookie}".encode()), (b"origin", b"http://localhost")]
     comm = WebsocketCommunicator(application, "/ws/hello/", headers=headers)
@@ -74,7 +76,9 @@ async def test_websocket_accepts_a_session_user_and_refuses_anonymous(client):
     assert await comm.receive_json_from() == {"type": "hello", "user": "wsuser"}
     await comm.disconnect()
 
-    anon = WebsocketCommunicator(application, "/ws/hello/", headers=[(b"origin", b"http://localhost")])
+    anon = WebsocketCommunicator(
+        application, "/ws/hello/", headers=[(b"origin", b"http://localhost")]
+    )
     connected, code = await anon.connect()
     assert not connected and code == 4401
 
@@ -88,7 +92,8 @@ def test_live_asgi_server_serves_http_and_authenticated_websockets(live_server_p
 
     async def talk():
         async with websockets.connect(
-            ws_url, additional_headers={"Cookie": f"sessionid={cookie}", "Origin": live_server_proc.url}
+            ws_url,
+            additional_headers={"Cookie": f"sessionid={cookie}", "Origin": live_server_proc.url},
         ) as ws:
             hello = json.loads(await asyncio.wait_for(ws.recv(), 10))
             await ws.send(json.dumps({"n": 1}))
@@ -99,7 +104,9 @@ def test_live_asgi_server_serves_http_and_authenticated_websockets(live_server_p
     assert hello == {"type": "hello", "user": "live"} and echo == {"type": "echo", "data": {"n": 1}}
 
     async def anonymous():
-        async with websockets.connect(ws_url, additional_headers={"Origin": live_server_proc.url}) as ws:
+        async with websockets.connect(
+            ws_url, additional_headers={"Origin": live_server_proc.url}
+        ) as ws:
             await ws.recv()
 
     # A consumer that closes before accepting makes the server refuse the handshake.
@@ -117,7 +124,10 @@ def test_compose_file_matches_the_code():
         assert {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "LLMWEB_STORAGE_DIR"} <= set(env)
         assert env["DATABASE_URL"].startswith("postgres://") and "@postgres:" in env["DATABASE_URL"]
         assert "redis://redis:6379" in env["REDIS_URL"]
-    assert "daphne" in services["web"]["command"] and "llmweb.asgi:application" in services["web"]["command"]
+    assert (
+        "daphne" in services["web"]["command"]
+        and "llmweb.asgi:application" in services["web"]["command"]
+    )
     worker_cmd = services["worker"]["command"]
     assert "celery" in worker_cmd and "-A llmweb worker" in worker_cmd and "-Q gpu" in worker_cmd
     gpu = services["worker"]["deploy"]["resources"]["reservations"]["devices"][0]

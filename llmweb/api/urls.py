@@ -3,13 +3,17 @@ from __future__ import annotations
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from llmweb.api import accounts
+from llmweb.api import accounts, datasets, jobs, models
 
 router = DefaultRouter()
 router.register("teams", accounts.TeamViewSet, basename="team")
 router.register("tokens", accounts.ApiTokenViewSet, basename="token")
+router.register("datasets", datasets.DatasetViewSet, basename="dataset")
+router.register("models", models.ModelViewSet, basename="model")
+router.register("jobs", jobs.JobViewSet, basename="job")
 
 urlpatterns = [
     path("me/", accounts.MeApi.as_view(), name="api-me"),
+    path("presets/", models.PresetListApi.as_view(), name="api-presets"),
     path("", include(router.urls)),
 ]

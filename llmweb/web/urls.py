@@ -14,4 +14,7 @@ urlpatterns = [
     path("teams/<int:team_id>/members/<int:user_id>/", views.member_role, name="member-role"),
     path("settings/tokens/", views.tokens, name="tokens"),
     path("settings/tokens/<int:token_id>/revoke/", views.token_revoke, name="token-revoke"),
+    path("datasets/", include("llmweb.web.pages_datasets")),
+    path("models/", include("llmweb.web.pages_models")),
+    path("jobs/", include("llmweb.web.pages_jobs")),
 ]

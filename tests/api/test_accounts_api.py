@@ -52,24 +52,37 @@ def test_revoked_token_stops_working(api, alice):
 def test_team_create_and_invite_through_api(api, alice, charlie):
     team = api(alice).post("/api/v1/teams/", {"name": "NLP"}, format="json").json()
     assert team["role"] == "owner"
-    r = api(alice).post(f"/api/v1/teams/{team['id']}/members/", {"username": "charlie", "role": "viewer"}, format="json")
+    r = api(alice).post(
+        f"/api/v1/teams/{team['id']}/members/",
+        {"username": "charlie", "role": "viewer"},
+        format="json",
+    )
     assert r.status_code == 201 and r.json()["role"] == "viewer"
-    r = api(alice).patch(f"/api/v1/teams/{team['id']}/members/{charlie.id}/", {"role": "member"}, format="json")
+    r = api(alice).patch(
+        f"/api/v1/teams/{team['id']}/members/{charlie.id}/", {"role": "member"}, format="json"
+    )
     assert r.json()["role"] == "member"
 
 
 def test_other_teams_are_404_not_403(api, team, charlie, charlie_team, alice):
     assert api(charlie).get(f"/api/v1/teams/{team.id}/").status_code == 404
     assert api(charlie).get(f"/api/v1/teams/{team.id}/members/").status_code == 404
-    r = api(charlie).post(f"/api/v1/teams/{team.id}/members/", {"username": "charlie"}, format="json")
+    r = api(charlie).post(
+        f"/api/v1/teams/{team.id}/members/", {"username": "charlie"}, format="json"
+    )
     assert r.status_code == 404
-    assert api(charlie).patch(f"/api/v1/teams/{team.id}/", {"name": "mine"}, format="json").status_code == 404
+    assert (
+        api(charlie).patch(f"/api/v1/teams/{team.id}/", {"name": "mine"}, format="json").status_code
+        == 404
+    )
     token = api(alice).post("/api/v1/tokens/", {"name": "x"}, format="json").json()
     assert api(charlie).delete(f"/api/v1/tokens/{token['id']}/").status_code == 404
 
 
 def test_member_cannot_change_roles(api, team, bob, alice):
-    r = api(bob).patch(f"/api/v1/teams/{team.id}/members/{alice.id}/", {"role": "viewer"}, format="json")
+    r = api(bob).patch(
+        f"/api/v1/teams/{team.id}/members/{alice.id}/", {"role": "viewer"}, format="json"
+    )
     assert r.status_code == 403 and "owner" in r.json()["detail"]
 
 

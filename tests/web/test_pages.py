@@ -6,7 +6,15 @@ from llmweb.accounts.models import Membership
 
 
 def test_signup_creates_user_and_personal_team(client, db):
-    r = client.post("/accounts/signup/", {"username": "dora", "email": "", "password1": "a much longer pass 9", "password2": "a much longer pass 9"})
+    r = client.post(
+        "/accounts/signup/",
+        {
+            "username": "dora",
+            "email": "",
+            "password1": "a much longer pass 9",
+            "password2": "a much longer pass 9",
+        },
+    )
     assert r.status_code == 302
     m = Membership.objects.get(user__username="dora")
     assert m.role == "owner" and m.team.name == "dora's team"
@@ -15,10 +23,31 @@ def test_signup_creates_user_and_personal_team(client, db):
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"username": "alice", "password1": "a much longer pass 9", "password2": "a much longer pass 9"}, "already exists"),
+        (
+            {
+                "username": "alice",
+                "password1": "a much longer pass 9",
+                "password2": "a much longer pass 9",
+            },
+            "already exists",
+        ),
         ({"username": "erin", "password1": "123", "password2": "123"}, "too short"),
-        ({"username": "e" * 151, "password1": "a much longer pass 9", "password2": "a much longer pass 9"}, "at most 150 characters"),
-        ({"username": "frank", "password1": "a much longer pass 9", "password2": "different pass 99"}, "didn’t match"),
+        (
+            {
+                "username": "e" * 151,
+                "password1": "a much longer pass 9",
+                "password2": "a much longer pass 9",
+            },
+            "at most 150 characters",
+        ),
+        (
+            {
+                "username": "frank",
+                "password1": "a much longer pass 9",
+                "password2": "different pass 99",
+            },
+            "didn’t match",
+        ),
     ],
 )
 def test_signup_bad_input_is_explained(client, alice, data, message):

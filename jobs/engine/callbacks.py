@@ -1,0 +1,97 @@
+"""Bridge from Hugging Face ``Trainer`` events to our :class:`~jobs.engine.base.Reporter`."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any
+
+from transformers import TrainerCallback, TrainerState, TrainingArguments
+
+from jobs.engine.base import Reporter
+
+
+def _finite(value: Any) -> Any:
+    """JSON (and so the browser) cannot carry NaN/inf: a diverged loss is sent as None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class ReporterCallback(TrainerCallback):
+    """Streams one ``progress`` event per optimizer step and polls for cancellation.
+
+    Throughput is measured between consecutive logs (``logging_steps=1``), so it is the
+    current rate, not an average diluted by start-up and evaluation time.  Token counts
+    come from the Trainer's own ``include_num_input_tokens_seen="non_padding"`` counter
+    (sum of the attention mask), i.e. real tokens, not padding.
+    """
+
+    def __init__(self, reporter: Reporter, *, samples_per_step: int) -> None:
+        self.reporter = reporter
+        self.samples_per_step = samples_per_step
+        self.cancelled = False
+        self._last_time: float | None = None
+        self._last_step = 0
+        self._last_tokens = 0
+        self._start_time: float | None = None
+        self._start_step = 0
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control, **kw):
+        # After a resume, global_step starts > 0: rates and ETA count from here.
+        self._start_time = self._last_time = time.monotonic()
+        self._start_step = self._last_step = state.global_step
+        self._last_tokens = state.num_input_tokens_seen or 0
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control, **kw):
+        if self.reporter.should_stop():
+            self.cancelled = True
+            control.should_training_stop = True
+            # Keep a checkpoint of where we stopped, so the work done is not lost.
+            control.should_save = True
+        return control
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control, logs=None, **kw):
+        logs = logs or {}
+        if "loss" not in logs or "train_loss" in logs:
+            return  # eval logs go through on_evaluate; the end summary is in TrainResult
+        now = time.monotonic()
+        step = state.global_step
+        event: dict[str, Any] = {
+            "step": step,
+            "total": state.max_steps,
+            "epoch": _finite(round(state.epoch, 4)) if state.epoch is not None else None,
+            "loss": _finite(logs.get("loss")),
+            "learning_rate": logs.get("learning_rate"),
+            "grad_norm": _finite(logs.get("grad_norm")),
+        }
+        elapsed = now - (self._last_time or now)
+        steps = step - self._last_step
+        if elapsed > 0 and steps > 0:
+            tokens = (state.num_input_tokens_seen or 0) - self._last_tokens
+            event["samples_per_second"] = round(steps * self.samples_per_step / elapsed, 3)
+            event["tokens_per_second"] = round(tokens / elapsed, 1)
+        done = step - self._start_step
+        if done > 0 and self._start_time is not None:
+            per_step = (now - self._start_time) / done
+            event["eta_seconds"] = round(max(0, state.max_steps - step) * per_step, 1)
+        self._last_time, self._last_step = now, step
+        self._last_tokens = state.num_input_tokens_seen or 0
+        self.reporter.emit("progress", **event)
+
+    def on_evaluate(
+        self, args: TrainingArguments, state: TrainerState, control, metrics=None, **kw
+    ):
+        metrics = {
+            k.removeprefix("eval_"): _finite(v)
+            for k, v in (metrics or {}).items()
+            if isinstance(v, int | float | str)
+        }
+        self.reporter.emit("metrics", step=state.global_step, split="validation", **metrics)
+        # Evaluation time is not training time: do not let it depress the next rate.
+        self._last_time = time.monotonic()
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control, **kw):
+        path = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        self.reporter.emit("checkpoint", step=state.global_step, path=path)

@@ -1,0 +1,240 @@
+"""Dataset statistics and the warnings people should see before training.
+
+Everything is computed in batches over memory-mapped splits; duplicates and leakage
+use 64-bit hashes in numpy arrays (8 bytes a row) instead of sets of strings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from jobs.engine.data.mapping import LABELLED, canonical_columns
+
+BATCH = 2000
+# Upper edges (exclusive) of the length histogram; the last bin is open-ended.
+LENGTH_EDGES = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+NEAR_EMPTY_CHARS = 3
+IMBALANCE_WARN = 3.0
+
+
+def input_columns(schema: str) -> list[str]:
+    """The columns a model reads; leakage and near-duplicates are judged on these."""
+    if schema == "pair-classification":
+        return ["text_a", "text_b"]
+    if schema == "seq2seq":
+        return ["source"]
+    return ["text"]
+
+
+def text_columns(schema: str) -> list[str]:
+    return [c for c in canonical_columns(schema) if c != "label"]
+
+
+def _hashes(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return pd.util.hash_array(arr.to_numpy(zero_copy_only=False), categorize=False)
+
+
+def _summary(lengths: np.ndarray) -> dict[str, Any]:
+    if lengths.size == 0:
+        return {"count": 0}
+    edges = [0, *LENGTH_EDGES]
+    counts = np.histogram(lengths, bins=[*edges, np.iinfo(np.int64).max])[0]
+    bins = [
+        {"min": lo, "max": (edges[i + 1] - 1 if i + 1 < len(edges) else None), "count": int(c)}
+        for i, (lo, c) in enumerate(zip(edges, counts, strict=True))
+    ]
+    p50, p90, p99 = np.percentile(lengths, [50, 90, 99])
+    return {
+        "count": int(lengths.size),
+        "min": int(lengths.min()),
+        "max": int(lengths.max()),
+        "mean": round(float(lengths.mean()), 1),
+        "p50": round(float(p50), 1),
+        "p90": round(float(p90), 1),
+        "p99": round(float(p99), 1),
+        "histogram": bins,
+    }
+
+
+def _token_lengths(tokenizer: Any, texts: list[str]) -> list[int]:
+    if hasattr(tokenizer, "encode_batch") and not hasattr(tokenizer, "model_input_names"):
+        return [len(enc.ids) for enc in tokenizer.encode_batch(texts)]
+    return [len(ids) for ids in tokenizer(texts, truncation=False)["input_ids"]]
+
+
+class _Split:
+    def __init__(self, texts: list[str], n_labels: int):
+        self.rows = 0
+        self.empty = 0
+        self.lengths: dict[str, list[np.ndarray]] = {c: [] for c in texts}
+        self.row_hashes: list[np.ndarray] = []
+        self.input_hashes: list[np.ndarray] = []
+        self.labels = np.zeros(n_labels, dtype=np.int64)
+
+
+def _cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.array([], dtype=dtype)
+
+
+class StatsAccumulator:
+    """Collects statistics batch by batch (Arrow tables with canonical columns).
+
+    ``label`` holds class ids when ``label_names`` is given. Holds 16 bytes of hashes
+    and a few bytes of lengths per row, never the texts.
+    """
+
+    def __init__(self, schema: str, label_names: list[str] | None = None):
+        self.schema = schema
+        self.texts = text_columns(schema)
+        self.inputs = input_columns(schema)
+        self.label_names = label_names
+        self.splits: dict[str, _Split] = {}
+
+    def start(self, split: str) -> _Split:
+        """Register ``split`` so it is reported even if it stays empty."""
+        return self.splits.setdefault(split, _Split(self.texts, len(self.label_names or [])))
+
+    def add(self, split: str, batch: pa.Table | pa.RecordBatch) -> None:
+        st = self.start(split)
+        if batch.num_rows == 0:
+            return
+        st.rows += batch.num_rows
+        near_empty = None
+        for c in self.texts:
+            col = batch.column(c)
+            st.lengths[c].append(np.asarray(pc.utf8_length(col), dtype=np.int64))
+            short = pc.less(
+                pc.utf8_length(pc.replace_substring_regex(col, r"\s+", "")), NEAR_EMPTY_CHARS
+            )
+            near_empty = short if near_empty is None else pc.or_(near_empty, short)
+        st.empty += int(pc.sum(near_empty).as_py() or 0)
+        columns = [
+            batch.column(c) if c != "label" else pc.cast(batch.column(c), pa.string())
+            for c in canonical_columns(self.schema)
+        ]
+        st.row_hashes.append(_hashes(pc.binary_join_element_wise(*columns, "\x1f")))
+        normalized = [
+            pc.replace_substring_regex(pc.utf8_lower(batch.column(c)), r"[^\p{L}\p{N}]+", "")
+            for c in self.inputs
+        ]
+        st.input_hashes.append(_hashes(pc.binary_join_element_wise(*normalized, "\x1f")))
+        if self.label_names is not None:
+            ids = np.asarray(batch.column("label"), dtype=np.int64)
+            st.labels += np.bincount(ids, minlength=len(self.label_names))
+
+    def result(self) -> dict[str, Any]:
+        names = self.label_names
+        splits: dict[str, Any] = {}
+        for name, st in self.splits.items():
+            entry: dict[str, Any] = {
+                "rows": st.rows,
+                "empty_texts": st.empty,
+                "lengths": {c: _summary(_cat(v, np.int64)) for c, v in st.lengths.items()},
+            }
+            if names is not None:
+                entry["labels"] = {names[i]: int(c) for i, c in enumerate(st.labels)}
+            splits[name] = entry
+        rows = _cat([_cat(st.row_hashes, np.uint64) for st in self.splits.values()], np.uint64)
+        inputs = {n: _cat(st.input_hashes, np.uint64) for n, st in self.splits.items()}
+        all_inputs = _cat(list(inputs.values()), np.uint64)
+        stats: dict[str, Any] = {
+            "schema": self.schema,
+            "rows": int(rows.size),
+            "splits": splits,
+            "empty_texts": sum(st.empty for st in self.splits.values()),
+            "exact_duplicates": int(rows.size - np.unique(rows).size),
+            "near_duplicates": int(all_inputs.size - np.unique(all_inputs).size),
+            "overlap": {},
+        }
+        train = inputs.get("train")
+        for name in ("validation", "test"):
+            if train is not None and inputs.get(name) is not None and inputs[name].size:
+                hits = int(np.isin(inputs[name], train).sum())
+                stats["overlap"][name] = {
+                    "rows": hits,
+                    "fraction": round(hits / inputs[name].size, 4),
+                }
+        if names is not None:
+            totals = sum((st.labels for st in self.splits.values()), np.zeros(len(names), np.int64))
+            stats["label_names"] = names
+            stats["labels"] = {names[i]: int(c) for i, c in enumerate(totals)}
+            present = [(int(c), names[i]) for i, c in enumerate(totals) if c > 0]
+            if present:
+                (lo, lo_name), (hi, hi_name) = min(present), max(present)
+                stats["imbalance"] = {
+                    "ratio": round(hi / lo, 2),
+                    "majority": hi_name,
+                    "minority": lo_name,
+                }
+        return stats
+
+
+def compute_stats(
+    dsd: Any, schema: str, *, tokenizer: Any = None, sample_limit: int = 2000
+) -> dict[str, Any]:
+    """Rows, label distribution, lengths, empties, duplicates and train overlap per split.
+
+    ``dsd`` is a ``DatasetDict`` with canonical columns. Token lengths are measured on
+    at most ``sample_limit`` evenly spaced rows per split when ``tokenizer`` (a
+    ``tokenizers.Tokenizer`` or a transformers tokenizer) is given. Returns plain JSON
+    types only.
+    """
+    names = None
+    if schema in LABELLED:
+        names = list(dsd[next(iter(dsd))].features["label"].names)
+    acc = StatsAccumulator(schema, names)
+    for name, ds in dsd.items():
+        acc.start(name)
+        for table in ds.with_format("arrow").iter(batch_size=BATCH):
+            acc.add(name, table)
+    stats = acc.result()
+    if tokenizer is not None:
+        for name, ds in dsd.items():
+            if not len(ds):
+                continue
+            step = max(1, len(ds) // sample_limit)
+            sample = ds.select(range(0, len(ds), step)[:sample_limit])
+            stats["splits"][name]["tokens"] = {
+                c: _summary(np.asarray(_token_lengths(tokenizer, list(sample[c])), dtype=np.int64))
+                for c in acc.texts
+            }
+    return stats
+
+
+def _pct(fraction: float) -> str:
+    pct = 100 * fraction
+    return f"{pct:.0f}%" if pct >= 10 or pct == 0 else f"{pct:.1f}%"
+
+
+def stats_warnings(stats: dict[str, Any]) -> list[str]:
+    """Short sentences for the problems in ``stats`` worth a look before training."""
+    out = []
+    for name, ov in stats.get("overlap", {}).items():
+        if ov["rows"]:
+            out.append(
+                f"{_pct(ov['fraction'])} of {name} rows also appear in train "
+                f"({ov['rows']:,} row{'s' if ov['rows'] != 1 else ''}; same text after "
+                "normalising case, punctuation and spaces)"
+            )
+    if stats.get("empty_texts"):
+        out.append(f"{stats['empty_texts']:,} texts are empty or near-empty")
+    imbalance = stats.get("imbalance")
+    if imbalance and imbalance["ratio"] >= IMBALANCE_WARN:
+        out.append(
+            f"Class imbalance {imbalance['ratio']:.1f}:1 "
+            f"({imbalance['majority']} vs {imbalance['minority']})"
+        )
+    exact = stats.get("exact_duplicates", 0)
+    if exact:
+        out.append(f"{exact:,} exact duplicate rows")
+    near = stats.get("near_duplicates", 0)
+    if near > exact:
+        out.append(
+            f"{near:,} rows repeat another row's text after normalising case and punctuation"
+        )
+    return out

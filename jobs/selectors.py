@@ -1,0 +1,57 @@
+"""Reads of jobs, scoped by membership; the only place that decides who sees a job."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from django.http import Http404
+
+from jobs.models import Job, JobEvent, JobStatus
+
+
+def job_list_for_user(*, user, team=None) -> QuerySet[Job]:
+    qs = Job.objects.visible_to(user).select_related(
+        "base_model", "dataset", "result_model", "created_by"
+    )
+    return qs.filter(team=team) if team is not None else qs
+
+
+def job_get_for_user(*, user, job_id: int | str, writable: bool = False) -> Job:
+    qs = Job.objects.writable_by(user) if writable else Job.objects.visible_to(user)
+    try:
+        return qs.select_related("base_model", "dataset", "result_model").get(pk=int(job_id))
+    except (Job.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such job.") from None
+
+
+def job_events_after(*, job: Job, after: int = 0, limit: int = 1000) -> list[JobEvent]:
+    return list(JobEvent.objects.filter(job=job, seq__gt=after).order_by("seq")[:limit])
+
+
+def job_queue_position(*, job: Job) -> int | None:
+    """1-based place among queued jobs of the same queue (higher priority, then older, first)."""
+    if job.status != JobStatus.QUEUED:
+        return None
+    ahead = Job.objects.filter(queue=job.queue, status=JobStatus.QUEUED).exclude(pk=job.pk)
+    ahead = ahead.filter(priority__gt=job.priority) | ahead.filter(
+        priority=job.priority, queued_at__lt=job.queued_at
+    )
+    return ahead.count() + 1
+
+
+def job_queue_eta_seconds(*, job: Job) -> float | None:
+    """Rough: jobs ahead (and the running one) times the mean duration of recent jobs."""
+    position = job_queue_position(job=job)
+    if position is None:
+        return None
+    recent = Job.objects.filter(
+        status=JobStatus.SUCCEEDED,
+        queue=job.queue,
+        started_at__isnull=False,
+        finished_at__isnull=False,
+    ).order_by("-finished_at")[:20]
+    durations = [(j.finished_at - j.started_at).total_seconds() for j in recent]
+    if not durations:
+        return None
+    mean = sum(durations) / len(durations)
+    running = Job.objects.filter(queue=job.queue, status=JobStatus.RUNNING).count()
+    return mean * (position - 1 + running)

@@ -1,0 +1,1 @@
+"""Writers of Dataset and RegisteredModel records (datasets.py, models.py)."""

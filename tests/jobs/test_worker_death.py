@@ -1,0 +1,69 @@
+"""SIGKILL the worker mid-job: a new worker resumes the job from its last checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs.models import Job, JobEvent
+from tests.jobs.factories import bundled_model, ready_dataset, sms_rows
+from tests.jobs.test_job_lifecycle import wait_status
+from tests.support import Worker, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+QUEUE = "gpu-killtest"
+
+
+def test_killed_worker_job_resumes_from_checkpoint_on_a_new_worker(
+    settings, api, alice, team, django_db_blocker
+):
+    # A queue of its own, so only the workers started here can take the job.
+    settings.LLMWEB_TRAIN_QUEUE = QUEUE
+    fast_reaper = {"LLMWEB_HEARTBEAT_STALE_SECONDS": "4", "LLMWEB_REAPER_INTERVAL_SECONDS": "1"}
+    first = Worker(queues=QUEUE).wait_ready()
+    second = None
+    try:
+        sms = ready_dataset(team, "classification", sms_rows(200), name="sms")
+        r = api(alice).post(
+            "/api/v1/jobs/",
+            {
+                "base_model": bundled_model(team).id,
+                "dataset": sms.id,
+                "params": {"max_steps": 24, "batch_size": 8, "max_length": 64, "save_steps": 4},
+            },
+            format="json",
+        )
+        job_id = r.json()["id"]
+        wait_for(
+            lambda: (
+                (j := Job.objects.get(pk=job_id)).checkpoint_step and j.step > j.checkpoint_step
+            ),
+            timeout=180,
+            interval=0.05,
+            what="a checkpoint and a step past it",
+        )
+        first.kill()
+        killed = Job.objects.get(pk=job_id)
+        assert killed.status == "running" and killed.step < 24
+        ckpt = killed.checkpoint_step
+
+        # A fresh worker with beat: its reaper sees the stale heartbeat and queues the job again.
+        second = Worker(queues=f"{QUEUE},default", beat=True, env=fast_reaper).wait_ready()
+        job = wait_status(job_id, timeout=240)
+        assert job.status == "succeeded", (job.error, second.output()[-3000:])
+        assert job.attempts == 2 and job.step == 24
+
+        events = list(JobEvent.objects.filter(job=job).order_by("seq"))
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        resumed = [e for e in events if e.kind == "resumed"][-1]
+        assert resumed.data["from_step"] >= ckpt
+        after = [e.data["step"] for e in events if e.kind == "progress" and e.seq > resumed.seq]
+        assert after == list(range(resumed.data["from_step"] + 1, 25)), (
+            "no gaps after the checkpoint"
+        )
+        before = [e.data["step"] for e in events if e.kind == "progress" and e.seq < resumed.seq]
+        assert before[:ckpt] == list(range(1, ckpt + 1)), "events before the checkpoint are kept"
+        assert (job.result_model.artifact_dir / "model.safetensors").exists()
+    finally:
+        first.stop()
+        if second:
+            second.stop()

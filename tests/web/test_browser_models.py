@@ -1,0 +1,69 @@
+"""Upload a model through the form in headless Chromium and watch it become ready."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+
+import pytest
+
+from tests.catalog.models_support import build_tiny_model, zip_folder
+from tests.conftest import make_user
+
+CHROMIUM = os.environ.get("LLMWEB_CHROMIUM", "/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian's chromium is not installed"),
+]
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def page(live_server_proc):
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.set_default_timeout(30_000)
+        yield page
+        browser.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_upload_form_shows_progress_and_the_model_becomes_ready(page, live_server_proc, worker, tmp_path):
+    from llmweb.accounts.services import user_signup_setup
+
+    user = make_user("hedy")
+    user_signup_setup(user=user)
+    archive = zip_folder(build_tiny_model(tmp_path / "gpt2"), tmp_path / "tiny-gpt.zip")
+    base = live_server_proc.url
+
+    page.goto(base + "/accounts/login/")
+    page.fill("#id_username", "hedy")
+    page.fill("#id_password", "correct horse 42")
+    page.click("form.form button[type=submit]")
+    page.wait_for_url(base + "/")
+
+    page.goto(base + "/models/")
+    assert "all-MiniLM-L6-v2" in page.inner_text("#model-table")
+    page.click("text=Upload")
+    page.set_input_files("#id_file", str(archive))
+    page.fill("#id_name", "browser-gpt")
+    page.click("#upload-form button[type=submit]")
+    page.wait_for_function("document.getElementById('upload-bar').dataset.pct === '100'")
+    # the server answered 202; the bar is full and the page says the worker took over
+    page.wait_for_function(
+        "document.getElementById('upload-status').textContent.startsWith('Uploaded 100%')"
+    )
+    assert page.get_attribute("#upload-bar", "style") == "width: 100%;"
+
+    page.wait_for_url(re.compile(r".*/models/\d+/$"))
+    page.wait_for_selector("#model-status[data-status=ready]", timeout=60_000)
+    assert "browser-gpt" in page.inner_text("#model-title")
+    facts = page.inner_text("#model-facts")
+    assert "GPT2LMHeadModel" in facts and "300 tokens" in facts
+    page.screenshot(path=str(live_server_proc.log.with_name("browser-model-ready.png")))
