@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import importlib.util
 import json
 import os
@@ -56,6 +57,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--mega-batch-mult", type=int, default=None, help="bucket sampler only")
     args = parser.parse_args()
 
     real_bucket = _training.LengthBucketSampler
@@ -68,6 +70,10 @@ def main() -> None:
 
                     _training.LengthBucketSampler = lambda lengths, bs: LengthGroupedSampler(
                         bs, lengths=lengths
+                    )
+                elif args.mega_batch_mult:
+                    _training.LengthBucketSampler = functools.partial(
+                        real_bucket, mega_batch_mult=args.mega_batch_mult
                     )
                 else:
                     _training.LengthBucketSampler = real_bucket
@@ -92,6 +98,7 @@ def main() -> None:
                     json.dumps(
                         {
                             "sampler": sampler,
+                            "mega_batch_mult": args.mega_batch_mult,
                             "seed": seed,
                             "samples_per_second": round(result.train_samples_per_second, 1),
                             "train_runtime": round(result.train_runtime, 1),

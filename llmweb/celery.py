@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import celeryd_after_setup
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llmweb.settings")
@@ -19,3 +20,24 @@ app.autodiscover_tasks(["jobs", "llmweb.catalog"])
 def ping() -> str:
     """Round trip through broker, worker and result backend; used by tests and /healthz."""
     return "pong"
+
+
+@celeryd_after_setup.connect
+def preload_training_stack(sender, instance, **kwargs) -> None:
+    """A worker that trains imports torch and transformers once, before the pool forks.
+
+    Otherwise the first job on each new worker pays ~5-10 s of imports before its first
+    step, which people read as "the job is stuck".
+    """
+    queues = set(instance.app.amqp.queues.consume_from or {})
+    if os.environ.get("LLMWEB_PRELOAD", "1") == "0":
+        return
+    if queues & {settings_train_queue(), "inference"}:
+        import jobs.engine.finetune  # noqa: F401
+        import transformers  # noqa: F401
+
+
+def settings_train_queue() -> str:
+    from django.conf import settings
+
+    return settings.LLMWEB_TRAIN_QUEUE

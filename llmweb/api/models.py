@@ -77,7 +77,9 @@ def iter_zip(folder: Path, prefix: str) -> Iterator[bytes]:
         for path in sorted(folder.rglob("*")):
             if path.is_symlink() or not path.is_file():
                 continue
-            info = zipfile.ZipInfo.from_file(path, f"{prefix}/{path.relative_to(folder).as_posix()}")
+            info = zipfile.ZipInfo.from_file(
+                path, f"{prefix}/{path.relative_to(folder).as_posix()}"
+            )
             info.compress_type = zipfile.ZIP_STORED
             with open(path, "rb") as src, zf.open(info, "w") as dst:
                 while chunk := src.read(_CHUNK):
@@ -88,7 +90,9 @@ def iter_zip(folder: Path, prefix: str) -> Iterator[bytes]:
 
 
 _LIST_PARAMS = [
-    OpenApiParameter("task", str, enum=["classification", "causal-lm", "seq2seq", "masked-lm", "encoder"]),
+    OpenApiParameter(
+        "task", str, enum=["classification", "causal-lm", "seq2seq", "masked-lm", "encoder"]
+    ),
     OpenApiParameter("source", str, enum=["bundled", "preset", "upload", "hub", "job"]),
     OpenApiParameter("status", str, enum=["pending", "ready", "failed"]),
     OpenApiParameter("team", int, description="Only this team's models."),
@@ -219,7 +223,9 @@ class ModelViewSet(viewsets.GenericViewSet):
             return error_response(exc.message, code=exc.code, http_status=status.HTTP_409_CONFLICT)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY, 409: OpenApiTypes.OBJECT})
+    @extend_schema(
+        responses={(200, "application/zip"): OpenApiTypes.BINARY, 409: OpenApiTypes.OBJECT}
+    )
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):
         """The model folder as a zip, streamed."""
@@ -231,7 +237,10 @@ class ModelViewSet(viewsets.GenericViewSet):
                 code="not_ready",
                 http_status=status.HTTP_409_CONFLICT,
             )
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{model.name}-v{model.version}").strip("._") or "model"
+        stem = (
+            re.sub(r"[^A-Za-z0-9._-]+", "_", f"{model.name}-v{model.version}").strip("._")
+            or "model"
+        )
         response = StreamingHttpResponse(iter_zip(folder, stem), content_type="application/zip")
         response["Content-Disposition"] = f'attachment; filename="{stem}.zip"'
         return response
@@ -249,8 +258,9 @@ class PresetListApi(APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter(
-                "vocab_size", int, description="Count parameters for this vocabulary "
-                "(default: each preset's own)."
+                "vocab_size",
+                int,
+                description="Count parameters for this vocabulary (default: each preset's own).",
             )
         ],
         responses=ms.PresetRowSerializer(many=True),

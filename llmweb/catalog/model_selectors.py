@@ -14,8 +14,16 @@ from django.db.models import F, QuerySet
 from llmweb.catalog.models import ModelSource, ModelTask, RegisteredModel
 from llmweb.catalog.selectors import model_list_for_user
 
-ORDERINGS = ("created_at", "-created_at", "size_bytes", "-size_bytes", "num_parameters",
-             "-num_parameters", "name", "-name")
+ORDERINGS = (
+    "created_at",
+    "-created_at",
+    "size_bytes",
+    "-size_bytes",
+    "num_parameters",
+    "-num_parameters",
+    "name",
+    "-name",
+)
 MAX_LINEAGE_NODES = 200
 
 

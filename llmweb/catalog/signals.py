@@ -14,7 +14,9 @@ log = logging.getLogger(__name__)
 
 
 @receiver(post_save, sender=Team, dispatch_uid="catalog.register_bundled_model")
-def register_bundled_model(sender, instance: Team, created: bool, raw: bool = False, **kwargs) -> None:
+def register_bundled_model(
+    sender, instance: Team, created: bool, raw: bool = False, **kwargs
+) -> None:
     if not created or raw:  # raw: loaddata replays rows; the fixture holds the models too
         return
     from llmweb.catalog.services.models import model_register_bundled

@@ -35,7 +35,10 @@ class PresetForm(forms.Form):
         )
         self.model_vocab = {m.pk: (m.tokenizer or {}).get("vocab_size") for m in models}
         self.fields["tokenizer"].choices = [
-            ("Train on a dataset", [(f"dataset:{d.pk}", f"{d.name} v{d.version}") for d in datasets]),
+            (
+                "Train on a dataset",
+                [(f"dataset:{d.pk}", f"{d.name} v{d.version}") for d in datasets],
+            ),
             ("Copy from a model", [(f"model:{m.pk}", f"{m.name} v{m.version}") for m in models]),
         ]
 

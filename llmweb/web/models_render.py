@@ -55,8 +55,18 @@ def lineage_svg(lineage: dict[str, Any]) -> SafeString:
                 'stroke="#98a2b3" stroke-width="1.5" marker-end="url(#arrow)"/>'
                 '<text x="{}" y="{}" text-anchor="middle" font-size="11" fill="#475467">'
                 "<title>{}</title>{}</text></g>",
-                x1, y1, mid, y1, mid, y2, x2, y2,
-                mid, (y1 + y2) // 2 - 6, e["label"], _short(e["label"], 34),
+                x1,
+                y1,
+                mid,
+                y1,
+                mid,
+                y2,
+                x2,
+                y2,
+                mid,
+                (y1 + y2) // 2 - 6,
+                e["label"],
+                _short(e["label"], 34),
             )  # fmt: skip
         )
     nodes = []
@@ -71,9 +81,23 @@ def lineage_svg(lineage: dict[str, Any]) -> SafeString:
                 '<text x="{}" y="{}" font-size="13" font-weight="600" fill="#1d2330">'
                 "<title>{}</title>{}</text>"
                 '<text x="{}" y="{}" font-size="11" fill="#667085">{} · {} · {}</text></a>',
-                n["id"], n["id"], x, y, NODE_W, NODE_H, fill, stroke,
-                x + 10, y + 19, n["label"], _short(n["label"], 24),
-                x + 10, y + 36, n["source"], n["task"] or "?", n["status"],
+                n["id"],
+                n["id"],
+                x,
+                y,
+                NODE_W,
+                NODE_H,
+                fill,
+                stroke,
+                x + 10,
+                y + 19,
+                n["label"],
+                _short(n["label"], 24),
+                x + 10,
+                y + 36,
+                n["source"],
+                n["task"] or "?",
+                n["status"],
             )  # fmt: skip
         )
     return format_html(

@@ -97,7 +97,9 @@ def model_detail(request, model_id: int):
             "lineage_svg": lineage_svg(lineage),
             "config_rows": sorted((model.config_summary or {}).items()),
             "can_write": can_write(user=request.user, team=model.team),
-            "artifact_name": model.bundled_name or model.hub_id or "",
+            "params_display": f"{model.num_parameters:,} ({human_count(model.num_parameters)})"
+            if model.num_parameters
+            else None,
         },
     )
 
@@ -111,7 +113,9 @@ def model_card(request, model_id: int):
         messages.error(request, " ".join(e for errs in form.errors.values() for e in errs))
     else:
         try:
-            services.model_update_card(user=request.user, model=model, card=form.cleaned_data["card"])
+            services.model_update_card(
+                user=request.user, model=model, card=form.cleaned_data["card"]
+            )
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
         else:
@@ -167,7 +171,9 @@ def model_new_preset(request):
             return redirect("model-page", model_id=model.pk)
     presets = list_presets(with_param_counts=False)
     for row in presets:
-        row["num_parameters"] = preset_param_count_exact(row["family"], row["size"], row["vocab_size"])
+        row["num_parameters"] = preset_param_count_exact(
+            row["family"], row["size"], row["vocab_size"]
+        )
     return render(
         request,
         "models/new_preset.html",

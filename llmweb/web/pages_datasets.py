@@ -1,3 +1,14 @@
-"""(being written)"""
+"""Dataset pages, mounted under /datasets/ (views in datasets_views.py)."""
 
-urlpatterns: list = []
+from __future__ import annotations
+
+from django.urls import path
+
+from llmweb.web import datasets_views as views
+
+urlpatterns = [
+    path("", views.dataset_list, name="datasets"),
+    path("new/", views.dataset_new, name="datasets-upload"),
+    path("<int:dataset_id>/", views.dataset_detail, name="dataset-page"),
+    path("<int:dataset_id>/delete/", views.dataset_delete, name="dataset-page-delete"),
+]

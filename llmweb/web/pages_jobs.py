@@ -60,7 +60,7 @@ def job_new(request):
                 form.add_error(None, str(exc))
             else:
                 messages.success(request, f"Job #{job.pk} queued.")
-                return redirect("job-detail", job_id=job.pk)
+                return redirect("job-page", job_id=job.pk)
         status = 400
     return render(request, "jobs/new.html", {"form": form}, status=status)
 
@@ -92,10 +92,10 @@ def job_control(request, job_id: int, action: str):
         result = fn(user=request.user, job=job)
     except services.JobError as exc:
         messages.error(request, exc.message)
-        return redirect("job-detail", job_id=job.pk)
+        return redirect("job-page", job_id=job.pk)
     except PermissionDenied as exc:
         messages.error(request, str(exc))
-        return redirect("job-detail", job_id=job.pk)
+        return redirect("job-page", job_id=job.pk)
     messages.success(
         request,
         {
@@ -104,12 +104,12 @@ def job_control(request, job_id: int, action: str):
             "resume": "Job resumes from its last checkpoint.",
         }[action],
     )
-    return redirect("job-detail", job_id=result.pk)
+    return redirect("job-page", job_id=result.pk)
 
 
 urlpatterns = [
     path("", job_list, name="jobs"),
     path("new/", job_new, name="job-new"),
-    path("<int:job_id>/", job_detail, name="job-detail"),
+    path("<int:job_id>/", job_detail, name="job-page"),
     re_path(r"^(?P<job_id>\d+)/(?P<action>cancel|retry|resume)/$", job_control, name="job-control"),
 ]

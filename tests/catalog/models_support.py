@@ -21,8 +21,14 @@ def build_tiny_model(dest: Path) -> Path:
     return dest
 
 
-def zip_folder(folder: Path, dest: Path, *, extra: dict[str, bytes] | None = None,
-               config_patch: dict | None = None, prefix: str = "model") -> Path:
+def zip_folder(
+    folder: Path,
+    dest: Path,
+    *,
+    extra: dict[str, bytes] | None = None,
+    config_patch: dict | None = None,
+    prefix: str = "model",
+) -> Path:
     with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in sorted(folder.rglob("*")):
             if not path.is_file():

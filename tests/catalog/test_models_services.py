@@ -17,6 +17,7 @@ from llmweb.accounts.models import Role
 from llmweb.catalog.model_selectors import model_lineage, model_list_filtered
 from llmweb.catalog.models import Dataset, ModelSource, ModelStatus, RegisteredModel
 from llmweb.catalog.services import models as services
+from llmweb.catalog.services.model_common import create_versioned
 from llmweb.catalog.services.model_facts import bundled_model_info, preset_param_count_exact
 from tests.catalog.models_support import build_tiny_model
 
@@ -30,14 +31,21 @@ def tiny_model(tmp_path_factory) -> Path:
 
 def _record(team, name, *, parent=None, dataset=None, job=None, **kw) -> RegisteredModel:
     return RegisteredModel.objects.create(
-        team=team, name=name, source=kw.pop("source", ModelSource.JOB), status=ModelStatus.READY,
-        parent=parent, dataset=dataset, job=job, **kw,
+        team=team,
+        name=name,
+        source=kw.pop("source", ModelSource.JOB),
+        status=ModelStatus.READY,
+        parent=parent,
+        dataset=dataset,
+        job=job,
+        **kw,
     )
 
 
 def _dataset(team, name="sms") -> Dataset:
-    return Dataset.objects.create(team=team, name=name, schema="classification",
-                                  original_filename="sms.tsv", status="ready")
+    return Dataset.objects.create(
+        team=team, name=name, schema="classification", original_filename="sms.tsv", status="ready"
+    )
 
 
 def _job(team, base, dataset=None, *, type="finetune", status=JobStatus.SUCCEEDED) -> Job:
@@ -97,7 +105,10 @@ def test_preset_param_counts_match_the_engine_for_every_preset(vocab):
 
     for (family, size), preset in PRESETS.items():
         v = vocab or preset.default_vocab_size
-        assert preset_param_count_exact(family, size, v) == preset_param_count(family, size, v), (family, size)
+        assert preset_param_count_exact(family, size, v) == preset_param_count(family, size, v), (
+            family,
+            size,
+        )
 
 
 def test_web_side_of_the_registry_never_imports_torch():
@@ -110,16 +121,17 @@ def test_web_side_of_the_registry_never_imports_torch():
         "print([m for m in ('torch', 'transformers', 'tokenizers') if m in sys.modules])"
     )
     env = {"DJANGO_SETTINGS_MODULE": "llmweb.settings", "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_same_name_in_a_team_gets_the_next_version(team, charlie_team):
-    a = services._create_versioned(team=team, name="spam", source="upload")
-    b = services._create_versioned(team=team, name="spam", source="upload")
-    c = services._create_versioned(team=charlie_team, name="spam", source="upload")
+    a = create_versioned(team=team, name="spam", source="upload")
+    b = create_versioned(team=team, name="spam", source="upload")
+    c = create_versioned(team=charlie_team, name="spam", source="upload")
     assert (a.version, b.version, c.version) == (1, 2, 1)
 
 
@@ -140,10 +152,17 @@ def test_lineage_across_two_generations_labels_each_edge(team):
     edges = {(e["from"], e["to"]): e for e in lineage["edges"]}
     assert edges[(base.pk, child.pk)]["label"] == f"sms v1 · #{job1.pk} finetune"
     assert edges[(child.pk, grandchild.pk)]["dataset"]["label"] == "sms-clean v1"
-    assert edges[(child.pk, grandchild.pk)]["job"] == {"id": job2.pk, "type": "distill",
-                                                       "label": f"#{job2.pk} distill"}
+    assert edges[(child.pk, grandchild.pk)]["job"] == {
+        "id": job2.pk,
+        "type": "distill",
+        "label": f"#{job2.pk} distill",
+    }
     assert {n["id"] for n in model_lineage(model=base)["nodes"]} == {
-        base.pk, child.pk, grandchild.pk, sibling.pk}
+        base.pk,
+        child.pk,
+        grandchild.pk,
+        sibling.pk,
+    }
 
 
 def test_register_from_job_moves_the_output_and_records_lineage(team, tiny_model, tmp_path):
@@ -159,7 +178,12 @@ def test_register_from_job_moves_the_output_and_records_lineage(team, tiny_model
 
     m = services.model_register_from_job(job=job, output_dir=out, metrics={"accuracy": 0.93})
     assert not out.exists() and (m.artifact_dir / "model.safetensors").is_file()
-    assert (m.name, m.version, m.source, m.status) == ("all-MiniLM-L6-v2-finetune", 1, "job", "ready")
+    assert (m.name, m.version, m.source, m.status) == (
+        "all-MiniLM-L6-v2-finetune",
+        1,
+        "job",
+        "ready",
+    )
     assert (m.parent, m.dataset, m.job) == (base, ds, job)
     assert m.task == "causal-lm" and m.num_parameters > 400_000 and m.metrics == {"accuracy": 0.93}
     assert "accuracy" in m.card and "learning_rate" in m.card and "sms v1" in m.card
@@ -192,16 +216,21 @@ def test_the_bundled_model_cannot_be_deleted(team, alice):
 def test_viewers_cannot_write_models(team, alice, charlie):
     accounts.team_invite(by=alice, team=team, username="charlie", role=Role.VIEWER)
     with pytest.raises(PermissionDenied, match="read-only"):
-        services.model_upload_create(user=charlie, team=team, name="x",
-                                     uploaded_file=SimpleUploadedFile("m.zip", b"PK"))
+        services.model_upload_create(
+            user=charlie, team=team, name="x", uploaded_file=SimpleUploadedFile("m.zip", b"PK")
+        )
 
 
 def test_upload_over_the_limit_is_refused_before_anything_is_stored(team, alice, settings):
     settings.LLMWEB_MAX_UPLOAD_BYTES = 1000
     before = RegisteredModel.objects.count()
     with pytest.raises(ValidationError, match="limit is"):
-        services.model_upload_create(user=alice, team=team, name="big",
-                                     uploaded_file=SimpleUploadedFile("m.zip", b"x" * 2000))
+        services.model_upload_create(
+            user=alice,
+            team=team,
+            name="big",
+            uploaded_file=SimpleUploadedFile("m.zip", b"x" * 2000),
+        )
     assert RegisteredModel.objects.count() == before
 
 
@@ -217,8 +246,12 @@ def test_upload_whose_size_lies_is_stopped_while_copying(team, alice, settings):
 
 def test_upload_of_something_that_is_not_an_archive_is_refused(team, alice):
     with pytest.raises(ValidationError, match="not a .zip, .tar.gz or .tgz"):
-        services.model_upload_create(user=alice, team=team, name="x",
-                                     uploaded_file=SimpleUploadedFile("weights.bin", b"\x80\x04"))
+        services.model_upload_create(
+            user=alice,
+            team=team,
+            name="x",
+            uploaded_file=SimpleUploadedFile("weights.bin", b"\x80\x04"),
+        )
 
 
 def test_list_sorts_by_a_metric_with_missing_values_last(team, alice):

@@ -9,7 +9,12 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from llmweb.catalog.models import Dataset, RegisteredModel
 from llmweb.catalog.services.model_facts import preset_param_count_exact
-from tests.catalog.models_support import build_tiny_model, hostile_archive, write_processed_text_dataset, zip_folder
+from tests.catalog.models_support import (
+    build_tiny_model,
+    hostile_archive,
+    write_processed_text_dataset,
+    zip_folder,
+)
 from tests.conftest import shared_data
 from tests.support import wait_for
 
@@ -39,26 +44,53 @@ def upload(client, path: Path, name: str):
     return client.post("/api/v1/models/", data, format="multipart")
 
 
-def test_preset_gpt2_tiny_with_a_tokenizer_trained_on_a_dataset_becomes_ready(worker, api, alice, team):
-    lines = [ln for ln in shared_data("tinyshakespeare.txt").read_text().splitlines()[:2000] if ln.strip()]
-    ds = Dataset.objects.create(team=team, name="shakespeare", schema="causal-lm", status="ready",
-                                original_filename="tinyshakespeare.txt")
+def test_preset_gpt2_tiny_with_a_tokenizer_trained_on_a_dataset_becomes_ready(
+    worker, api, alice, team
+):
+    lines = [
+        ln
+        for ln in shared_data("tinyshakespeare.txt").read_text().splitlines()[:2000]
+        if ln.strip()
+    ]
+    ds = Dataset.objects.create(
+        team=team,
+        name="shakespeare",
+        schema="causal-lm",
+        status="ready",
+        original_filename="tinyshakespeare.txt",
+    )
     write_processed_text_dataset(ds.processed_dir, lines)
 
-    r = api(alice).post("/api/v1/models/", {"source": "preset", "family": "gpt2", "size": "tiny",
-                                           "vocab_size": 512, "tokenizer_dataset": ds.pk}, format="json")
+    r = api(alice).post(
+        "/api/v1/models/",
+        {
+            "source": "preset",
+            "family": "gpt2",
+            "size": "tiny",
+            "vocab_size": 512,
+            "tokenizer_dataset": ds.pk,
+        },
+        format="json",
+    )
     assert r.status_code == 202, r.json()
     assert r.json()["status"] == "pending" and r["Location"] == f"/api/v1/models/{r.json()['id']}/"
     m = settled(r.json()["id"])
     assert m.status == "ready", m.error
-    assert (m.name, m.task, m.source, m.architecture) == ("gpt2-tiny", "causal-lm", "preset", "GPT2LMHeadModel")
+    assert (m.name, m.task, m.source, m.architecture) == (
+        "gpt2-tiny",
+        "causal-lm",
+        "preset",
+        "GPT2LMHeadModel",
+    )
     assert m.tokenizer["vocab_size"] == 512 and m.tokenizer["type"] == "BPE"
     assert m.num_parameters == preset_param_count_exact("gpt2", "tiny", 512)
     assert (m.artifact_dir / "model.safetensors").is_file() and m.dataset == ds
     assert "pretrain it first" in m.card
 
 
-def test_uploaded_safetensors_model_is_validated_and_described(worker, api, alice, team, tiny_model, tmp_path):
+def test_uploaded_safetensors_model_is_validated_and_described(
+    worker, api, alice, team, tiny_model, tmp_path
+):
     r = upload(api(alice), zip_folder(tiny_model, tmp_path / "good.zip"), "my-gpt")
     assert r.status_code == 202, r.json()
     m = settled(r.json()["id"])
@@ -81,7 +113,9 @@ def test_uploaded_safetensors_model_is_validated_and_described(worker, api, alic
         ("bomb", "expands more than 100x"),
     ],
 )
-def test_hostile_archive_fails_clearly_and_leaves_no_files(worker, api, alice, team, tiny_model, tmp_path, kind, message):
+def test_hostile_archive_fails_clearly_and_leaves_no_files(
+    worker, api, alice, team, tiny_model, tmp_path, kind, message
+):
     archive = hostile_archive(kind, tiny_model, tmp_path)
     r = upload(api(alice), archive, f"hostile-{kind}")
     assert r.status_code == 202, r.json()
@@ -96,8 +130,9 @@ def test_hostile_archive_fails_clearly_and_leaves_no_files(worker, api, alice, t
 
 def test_hub_registration_without_network_fails_cleanly(worker, api, alice, team, settings):
     settings.LLMWEB_ALLOW_HUB = True
-    r = api(alice).post("/api/v1/models/", {"source": "hub", "hub_id": "distilbert-base-uncased"},
-                        format="json")
+    r = api(alice).post(
+        "/api/v1/models/", {"source": "hub", "hub_id": "distilbert-base-uncased"}, format="json"
+    )
     assert r.status_code == 202, r.json()
     m = settled(r.json()["id"], timeout=90)
     assert m.status == "failed"

@@ -166,7 +166,6 @@ def test_classification_trains_reports_each_step_and_saves_a_loadable_model(
     assert (result.output_dir / "tokenizer_config.json").is_file()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("group_by_length", [True, False])
 def test_group_by_length_switches_the_length_bucket_sampler(
     tmp_path, tokenizer_dir, monkeypatch, group_by_length
@@ -192,6 +191,7 @@ def test_group_by_length_switches_the_length_bucket_sampler(
     assert used == ([8] if group_by_length else [])
 
 
+@pytest.mark.slow
 def test_real_minilm_gets_a_fresh_head_and_fits_an_easy_task(tmp_path):
     config = make_config(
         tmp_path,
@@ -200,6 +200,7 @@ def test_real_minilm_gets_a_fresh_head_and_fits_an_easy_task(tmp_path):
         max_steps=12,
         learning_rate=1e-4,
         batch_size=8,
+        save_steps=1000,  # one checkpoint (at the end) instead of two: 270 MB each
     )
 
     result = run_training(config, ListReporter())

@@ -18,7 +18,7 @@ def test_killed_worker_job_resumes_from_checkpoint_on_a_new_worker(
 ):
     # A queue of its own, so only the workers started here can take the job.
     settings.LLMWEB_TRAIN_QUEUE = QUEUE
-    fast_reaper = {"LLMWEB_HEARTBEAT_STALE_SECONDS": "4", "LLMWEB_REAPER_INTERVAL_SECONDS": "1"}
+    fast_reaper = {"LLMWEB_HEARTBEAT_STALE_SECONDS": "6", "LLMWEB_REAPER_INTERVAL_SECONDS": "1"}
     first = Worker(queues=QUEUE).wait_ready()
     second = None
     try:

@@ -2,43 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
-CHROMIUM = os.environ.get("LLMWEB_CHROMIUM", "/usr/bin/chromium")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian's chromium is not installed"),
-]
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.web.conftest import needs_chromium
 
-
-@pytest.fixture
-def page(live_server_proc):
-    # Playwright's sync API runs an event loop; the ORM must still work around it in fixtures.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        page.set_default_timeout(20_000)
-        yield page
-        browser.close()
+pytestmark = [pytest.mark.browser, needs_chromium]
 
 
 @pytest.mark.django_db(transaction=True)
-def test_signup_create_team_and_token(page, live_server_proc):
+def test_signup_create_team_and_token(browser_page, live_server_proc):
+    page = browser_page
     base = live_server_proc.url
     page.goto(base + "/accounts/signup/")
     page.fill("#id_username", "grace")

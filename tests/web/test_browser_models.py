@@ -16,8 +16,15 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian's chromium is not installed"),
 ]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture
@@ -34,7 +41,9 @@ def page(live_server_proc):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_upload_form_shows_progress_and_the_model_becomes_ready(page, live_server_proc, worker, tmp_path):
+def test_upload_form_shows_progress_and_the_model_becomes_ready(
+    page, live_server_proc, worker, tmp_path
+):
     from llmweb.accounts.services import user_signup_setup
 
     user = make_user("hedy")

@@ -41,9 +41,11 @@ def test_list_filters_by_source_and_sorts_by_a_metric(as_alice, team):
 
 
 def test_detail_renders_the_card_without_letting_markup_through(as_alice, team):
-    card = ("---\nlibrary_name: transformers\n---\n# Spam filter\n\n<script>alert(1)</script>\n\n"
-            "| metric | value |\n|---|---|\n| accuracy | 0.98 |\n\n- one\n- two\n\n"
-            "[click](javascript:alert(2)) ![img](http://evil.example/x.png)\n\n```\ncode <b>\n```\n")
+    card = (
+        "---\nlibrary_name: transformers\n---\n# Spam filter\n\n<script>alert(1)</script>\n\n"
+        "| metric | value |\n|---|---|\n| accuracy | 0.98 |\n\n- one\n- two\n\n"
+        "[click](javascript:alert(2)) ![img](http://evil.example/x.png)\n\n```\ncode <b>\n```\n"
+    )
     m = _model(team, card=card)
     html = as_alice.get(f"/models/{m.pk}/").content.decode()
     body = html.split('id="model-card">', 1)[1].split("</div>", 1)[0]
@@ -56,10 +58,12 @@ def test_detail_renders_the_card_without_letting_markup_through(as_alice, team):
 
 def test_detail_draws_the_lineage_with_dataset_and_job_on_the_edge(as_alice, team):
     base = RegisteredModel.objects.get(team=team, source="bundled")
-    ds = Dataset.objects.create(team=team, name="sms", schema="classification", status="ready",
-                                original_filename="sms.tsv")
-    job = Job.objects.create(team=team, type="finetune", base_model=base, dataset=ds,
-                             status=JobStatus.SUCCEEDED)
+    ds = Dataset.objects.create(
+        team=team, name="sms", schema="classification", status="ready", original_filename="sms.tsv"
+    )
+    job = Job.objects.create(
+        team=team, type="finetune", base_model=base, dataset=ds, status=JobStatus.SUCCEEDED
+    )
     child = _model(team, "spam", source="job", parent=base, dataset=ds, job=job)
     html = as_alice.get(f"/models/{child.pk}/").content.decode()
     svg = html.split('<svg class="lineage"', 1)[1].split("</svg>", 1)[0]
@@ -74,10 +78,19 @@ def test_preset_form_shows_counts_and_says_weights_are_random(as_alice, team):
 
 
 def test_preset_form_creates_a_pending_model(as_alice, team):
-    ds = Dataset.objects.create(team=team, name="corpus", schema="causal-lm", status="ready",
-                                original_filename="a.txt")
-    r = as_alice.post("/models/new/preset/", {"family": "gpt2", "size": "tiny", "name": "",
-                                              "tokenizer": f"dataset:{ds.pk}", "vocab_size": 500})
+    ds = Dataset.objects.create(
+        team=team, name="corpus", schema="causal-lm", status="ready", original_filename="a.txt"
+    )
+    r = as_alice.post(
+        "/models/new/preset/",
+        {
+            "family": "gpt2",
+            "size": "tiny",
+            "name": "",
+            "tokenizer": f"dataset:{ds.pk}",
+            "vocab_size": 500,
+        },
+    )
     m = RegisteredModel.objects.get(source="preset")
     assert r.status_code == 302 and r["Location"] == f"/models/{m.pk}/"
     assert (m.name, m.status, m.preset["vocab_size"]) == ("gpt2-tiny", "pending", 500)
@@ -86,7 +99,9 @@ def test_preset_form_creates_a_pending_model(as_alice, team):
 
 
 def test_upload_fallback_explains_a_refused_file(as_alice):
-    r = as_alice.post("/models/new/upload/", {"file": SimpleUploadedFile("w.pt", b"\x80\x04"), "name": ""})
+    r = as_alice.post(
+        "/models/new/upload/", {"file": SimpleUploadedFile("w.pt", b"\x80\x04"), "name": ""}
+    )
     assert r.status_code == 400 and "not a .zip, .tar.gz or .tgz" in r.content.decode()
     assert "upload.onprogress" in as_alice.get("/models/new/upload/").content.decode()
 

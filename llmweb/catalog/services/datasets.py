@@ -1,1 +1,444 @@
-"""(being written)"""
+"""Writers of Dataset records: upload, processing outcome, delete.
+
+Views, serializers and tasks only translate to these functions. The web process never
+parses an upload: it streams the bytes into the record's folder and a task on queue
+``default`` turns them into Arrow (``process_dataset_task``).
+
+Failure policy. The issue asks that a failed upload "leaves no orphan files or
+half-made records". A file refused here (size, extension, permissions) leaves neither a
+row nor bytes. A file that fails processing keeps only its row, status ``failed`` with
+the ``error`` (code, message and up to 20 row errors with line numbers), so the person
+sees why; the uploaded file and every temporary or processed file are deleted at that
+moment. A ready dataset keeps its original upload beside ``processed/`` as provenance.
+A ready dataset version is immutable: there is no update service, only delete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Max, ProtectedError
+from django.utils import timezone
+
+from llmweb.accounts.models import Team
+from llmweb.accounts.selectors import can_write
+from llmweb.catalog.models import Dataset, DatasetStatus, Schema
+
+log = logging.getLogger(__name__)
+
+# Kept here (not imported from jobs.engine.data) so the web process never loads pandas;
+# a test pins it to the engine's SCHEMAS.
+CANONICAL: dict[str, tuple[str, ...]] = {
+    "classification": ("text", "label"),
+    "pair-classification": ("text_a", "text_b", "label"),
+    "causal-lm": ("text",),
+    "masked-lm": ("text",),
+    "seq2seq": ("source", "target"),
+}
+EXTENSIONS = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt", ".zip")
+ENCODINGS = {
+    "": "Detect automatically",
+    "utf-8": "UTF-8",
+    "utf-8-sig": "UTF-8 with BOM",
+    "gb18030": "GB18030 / GBK (Chinese Windows, Excel)",
+    "utf-16": "UTF-16 (Notepad 'Unicode')",
+}
+TXT_MODES = {"lines": "One example per line", "corpus": "One corpus, cut into blocks"}
+DEFAULT_RATIOS = (0.8, 0.1, 0.1)
+MAX_ROW_ERRORS = 20
+_CHUNK = 1 << 20
+
+
+class DatasetUploadTooLarge(Exception):
+    """The upload is over the size limit (the API answers 413)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.message = (
+            f"The file is {size / (1 << 20):,.1f} MiB; the limit is {limit / (1 << 20):,.0f} MiB "
+            "(setting LLMWEB_MAX_UPLOAD_BYTES). Split the file or ask an admin to raise the limit."
+        )
+        super().__init__(self.message)
+
+
+class DatasetConflict(Exception):
+    """Valid request, but the dataset's state forbids it now (the API answers 409)."""
+
+    def __init__(self, message: str, *, code: str = "conflict") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+# ---------------------------------------------------------------- input parsing
+
+
+def _require_write(*, user, team: Team) -> None:
+    if not can_write(user=user, team=team):
+        raise PermissionDenied(
+            f"Your role in {team.name} is read-only; ask an owner to make you a member "
+            "to upload or delete datasets."
+        )
+
+
+def clean_filename(name: str | None) -> str:
+    """A safe file name: no folders, only [A-Za-z0-9._-], a known extension kept.
+
+    Browsers send names like ``C:\\Users\\me\\spam ✓.csv``; only the last part survives.
+    """
+    raw = re.split(r"[\\/]", name or "")[-1]
+    raw = unicodedata.normalize("NFKD", raw).encode("ascii", "ignore").decode()
+    stem, dot, ext = raw.rpartition(".")
+    if not dot:
+        stem, ext = raw, ""
+    ext = ext.lower()
+    if f".{ext}" not in EXTENSIONS:
+        shown = f".{ext}" if ext else "no extension"
+        raise ValidationError(
+            {"file": f"{name or 'The file'} has {shown}; upload one of {', '.join(EXTENSIONS)}."}
+        )
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")[:100] or "upload"
+    return f"{stem}.{ext}"
+
+
+def clean_name(name: str | None, *, fallback: str = "") -> str:
+    """``None`` means "not given" and takes the fallback; a blank name is an error."""
+    name = (fallback if name is None else name).strip()
+    if not name:
+        raise ValidationError({"name": "Give the dataset a name."})
+    if len(name) > 100:
+        raise ValidationError({"name": "A dataset name has at most 100 characters."})
+    if any(ord(c) < 32 for c in name):
+        raise ValidationError({"name": "A dataset name cannot contain control characters."})
+    return name
+
+
+def clean_schema(schema: str | None) -> str:
+    if schema not in Schema.values:
+        raise ValidationError(
+            {"schema": f"Unknown schema {schema!r}; choose one of {', '.join(Schema.values)}."}
+        )
+    return schema
+
+
+def parse_split_ratios(value: Any) -> tuple[float, float, float]:
+    """Ratios from ``"0.8,0.1,0.1"``, ``"80,10,10"``, a JSON list or a list; default 80/10/10."""
+    if value in (None, "", []):
+        return DEFAULT_RATIOS
+    bad = ValidationError(
+        {
+            "split_ratios": f"Split ratios must be three numbers for train, validation and test, "
+            f"like 0.8,0.1,0.1 (got {str(value)[:60]!r})."
+        }
+    )
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            items = json.loads(text) if text.startswith("[") else text.split(",")
+        except ValueError:
+            raise bad from None
+    else:
+        items = value
+    try:
+        ratios = [float(str(x).strip()) for x in items]
+    except (TypeError, ValueError):
+        raise bad from None
+    if len(ratios) != 3 or any(r != r or r < 0 for r in ratios):
+        raise bad
+    total = sum(ratios)
+    if 99 <= total <= 101:  # percentages
+        ratios = [r / 100 for r in ratios]
+        total = sum(ratios)
+    if abs(total - 1) > 1e-3:
+        raise ValidationError(
+            {"split_ratios": f"Split ratios must add up to 1 (or 100); these add up to {total:g}."}
+        )
+    if ratios[0] <= 0:
+        raise ValidationError({"split_ratios": "The train split needs a ratio above 0."})
+    return tuple(round(r / total, 6) for r in ratios)  # type: ignore[return-value]
+
+
+def parse_mapping(value: Any, schema: str) -> dict[str, str] | None:
+    """A mapping ``{canonical: source column}`` from JSON text or a dict; None = auto."""
+    if value in (None, "", {}):
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as e:
+            raise ValidationError(
+                {
+                    "mapping": f"The mapping is not valid JSON ({e.msg} at character {e.pos}); "
+                    'send e.g. {"text": "sms", "label": "class"}.'
+                }
+            ) from None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str | type(None)) for k, v in value.items()
+    ):
+        raise ValidationError(
+            {"mapping": 'The mapping must be an object of column names, e.g. {"text": "sms"}.'}
+        )
+    wanted = CANONICAL[schema]
+    unknown = sorted(set(value) - set(wanted))
+    if unknown:
+        raise ValidationError(
+            {
+                "mapping": f"The mapping names {', '.join(unknown)}, which {schema} does not use; "
+                f"it needs {', '.join(wanted)}."
+            }
+        )
+    mapping = {k: v.strip() for k, v in value.items() if v and v.strip()}
+    return mapping or None
+
+
+def clean_encoding(encoding: str | None) -> str:
+    encoding = (encoding or "").strip().lower()
+    if encoding in ("auto", "detect"):
+        return ""
+    if encoding and encoding not in ENCODINGS and encoding not in ("gbk", "utf-16-le", "utf-16-be"):
+        raise ValidationError(
+            {
+                "encoding": f"Unknown encoding {encoding!r}; leave it empty to detect, or use one "
+                "of utf-8, utf-8-sig, gb18030, gbk, utf-16."
+            }
+        )
+    return encoding
+
+
+# ---------------------------------------------------------------- upload
+
+
+def _store(uploaded_file, target: Path, limit: int) -> int:
+    """Stream (or move, when Django already spooled it to disk) the upload into ``target``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = getattr(uploaded_file, "temporary_file_path", None)
+    if temp is not None:
+        src = Path(temp())
+        size = src.stat().st_size
+        if size > limit:
+            raise DatasetUploadTooLarge(size, limit)
+        try:  # same filesystem: a rename, no copy
+            os.link(src, target)
+            return size
+        except OSError:
+            pass
+    written = 0
+    with open(target, "wb") as out:
+        for chunk in uploaded_file.chunks(_CHUNK):
+            written += len(chunk)
+            if written > limit:
+                raise DatasetUploadTooLarge(written, limit)
+            out.write(chunk)
+    return written
+
+
+def dataset_upload_create(
+    *,
+    user,
+    team: Team,
+    name: str | None,
+    uploaded_file,
+    schema: str,
+    description: str = "",
+    mapping: dict[str, str] | str | None = None,
+    split_ratios: Any = None,
+    seed: int = 42,
+    stratify: bool = True,
+    encoding: str = "",
+    txt_mode: str = "lines",
+) -> Dataset:
+    """Store an uploaded data file as a new dataset version and queue its processing.
+
+    The size limit is checked before anything is stored when the size is known, and
+    again while copying, because a declared size may lie. The row and the file are
+    made in one transaction; if either fails, neither remains.
+
+    Raises:
+        PermissionDenied: a viewer.
+        ValidationError: bad name, schema, mapping, ratios, encoding, extension, empty file.
+        DatasetUploadTooLarge: over ``LLMWEB_MAX_UPLOAD_BYTES``.
+    """
+    _require_write(user=user, team=team)
+    if uploaded_file is None:
+        raise ValidationError({"file": "Choose a file to upload."})
+    filename = clean_filename(getattr(uploaded_file, "name", ""))
+    schema = clean_schema(schema)
+    name = clean_name(name, fallback=filename.rsplit(".", 1)[0])
+    if len(description or "") > 5000:
+        raise ValidationError({"description": "A description has at most 5,000 characters."})
+    fields = {
+        "schema": schema,
+        "description": (description or "").strip(),
+        "mapping": parse_mapping(mapping, schema),
+        "split_ratios": list(parse_split_ratios(split_ratios)),
+        "seed": int(seed if seed not in (None, "") else 42),
+        "stratify": bool(stratify),
+        "claimed_encoding": clean_encoding(encoding),
+        "txt_mode": txt_mode or "lines",
+    }
+    if fields["txt_mode"] not in TXT_MODES:
+        raise ValidationError({"txt_mode": "txt_mode must be 'lines' or 'corpus'."})
+    limit = int(settings.LLMWEB_MAX_UPLOAD_BYTES)
+    declared = getattr(uploaded_file, "size", None)
+    if declared is not None and declared > limit:
+        raise DatasetUploadTooLarge(declared, limit)
+    if declared == 0:
+        raise ValidationError({"file": f"{filename} is empty."})
+
+    for _ in range(5):
+        dataset = None
+        try:
+            with transaction.atomic():
+                top = Dataset.objects.filter(team=team, name=name).aggregate(v=Max("version"))
+                dataset = Dataset.objects.create(
+                    team=team,
+                    name=name,
+                    version=(top["v"] or 0) + 1,
+                    original_filename=filename,
+                    created_by=user,
+                    status=DatasetStatus.UPLOADED,
+                    progress_message="Waiting for a worker",
+                    **fields,
+                )
+                # A new id owns no files; anything there was left by a rolled-back attempt.
+                dataset.delete_files()
+                size = _store(uploaded_file, dataset.upload_path, limit)
+                if size == 0:
+                    raise ValidationError({"file": f"{filename} is empty."})
+                dataset.size_bytes = size
+                dataset.save(update_fields=["size_bytes"])
+                _enqueue(dataset.pk)
+        except IntegrityError:
+            if dataset is not None:
+                dataset.delete_files()
+            continue  # another upload took that version a moment ago
+        except BaseException:
+            if dataset is not None:
+                dataset.delete_files()
+            raise
+        return dataset
+    raise ValidationError({"name": f"Could not allocate a version for {name!r}; try again."})
+
+
+def _enqueue(dataset_id: int) -> None:
+    """Send the task after commit; a queue that cannot be reached fails the record at once."""
+
+    def send() -> None:
+        from llmweb.catalog.tasks.datasets import process_dataset_task
+
+        try:
+            process_dataset_task.delay(dataset_id)
+        except Exception:  # noqa: BLE001 - the broker is down; say so instead of hanging
+            log.exception("could not enqueue processing of dataset %s", dataset_id)
+            dataset_mark_failed(
+                dataset_id=dataset_id,
+                error={
+                    "code": "queue_unavailable",
+                    "message": "The task queue could not be reached, so the file was not "
+                    "processed. Upload it again in a minute.",
+                },
+            )
+
+    transaction.on_commit(send)
+
+
+# ---------------------------------------------------------------- processing outcome
+
+
+def dataset_mark_ready(*, dataset_id: int, result: dict[str, Any]) -> Dataset | None:
+    """Fill the record from ``ProcessResult.as_dict()``; None if it was deleted meanwhile."""
+    with transaction.atomic():
+        ds = Dataset.objects.select_for_update().filter(pk=dataset_id).first()
+        if ds is None or ds.status != DatasetStatus.PROCESSING:
+            return None
+        stats = dict(result.get("stats") or {})
+        stats["row_errors"] = list(result.get("row_errors") or [])[:MAX_ROW_ERRORS]
+        stats["source"] = {
+            "columns": result.get("columns") or [],
+            "has_header": result.get("has_header"),
+            "member": result.get("member"),
+        }
+        ds.status = DatasetStatus.READY
+        ds.format = (result.get("format") or "")[:16]
+        ds.encoding = (result.get("encoding") or "")[:32]
+        ds.mapping = result.get("mapping")
+        ds.num_rows = result.get("num_rows") or {}
+        ds.label_names = result.get("label_names")
+        ds.stats = _jsonable(stats)
+        ds.warnings = list(result.get("warnings") or [])
+        ds.error = None
+        ds.progress = 1.0
+        total = sum(ds.num_rows.values())
+        ds.progress_message = f"Ready: {total:,} rows"
+        ds.processed_at = timezone.now()
+        ds.save()
+        return ds
+
+
+def dataset_mark_failed(*, dataset_id: int, error: dict[str, Any]) -> Dataset | None:
+    """Keep the row with its error and delete every file it had (see module docstring)."""
+    with transaction.atomic():
+        ds = Dataset.objects.select_for_update().filter(pk=dataset_id).first()
+        if ds is None:
+            return None
+        details = [
+            {"line": d.get("line"), "column": d.get("column"), "message": d.get("message")}
+            for d in (error.get("details") or [])[:MAX_ROW_ERRORS]
+        ]
+        ds.status = DatasetStatus.FAILED
+        ds.error = _jsonable(
+            {
+                "code": error.get("code") or "error",
+                "message": error.get("message") or "Processing failed.",
+                "param": error.get("param"),
+                "details": details,
+            }
+        )
+        ds.progress_message = "Failed"
+        ds.processed_at = timezone.now()
+        ds.save(update_fields=["status", "error", "progress_message", "processed_at"])
+    ds.delete_files()
+    return ds
+
+
+def _jsonable(value: Any) -> Any:
+    def default(o: Any) -> Any:
+        try:
+            return float(o)
+        except (TypeError, ValueError):
+            return str(o)
+
+    return json.loads(json.dumps(value, default=default))
+
+
+# ---------------------------------------------------------------- delete
+
+
+def dataset_delete(*, user, dataset: Dataset) -> None:
+    """Delete the record and its files; a dataset that jobs were run on stays.
+
+    Deleting a dataset while it is processing is allowed: the task notices the row is
+    gone at its next progress report, stops and removes what it wrote.
+    """
+    _require_write(user=user, team=dataset.team)
+    folder = dataset.storage_dir
+    with transaction.atomic():
+        try:
+            dataset.delete()
+        except ProtectedError as e:
+            ids = sorted(o.pk for o in e.protected_objects)[:10]
+            raise DatasetConflict(
+                "Jobs " + ", ".join(f"#{i}" for i in ids) + " used this dataset and keep it in "
+                "their history; delete those jobs first.",
+                code="dataset_in_use",
+            ) from None
+        transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))
