@@ -33,8 +33,9 @@ def preload_training_stack(sender, instance, **kwargs) -> None:
     if os.environ.get("LLMWEB_PRELOAD", "1") == "0":
         return
     if queues & {settings_train_queue(), "inference"}:
-        import jobs.engine.finetune  # noqa: F401
         import transformers  # noqa: F401
+
+        import jobs.engine.finetune  # noqa: F401
 
 
 def settings_train_queue() -> str:

@@ -93,7 +93,9 @@ class DatasetViewSet(viewsets.GenericViewSet):
 
     def perform_content_negotiation(self, request, force=False):
         # ``?format=jsonl|parquet`` of downloads is ours, not DRF's renderer override.
-        return super().perform_content_negotiation(request, force=force or self.action == "download")
+        return super().perform_content_negotiation(
+            request, force=force or self.action == "download"
+        )
 
     def get_object(self) -> Dataset:
         return selectors.dataset_get_for_user(user=self.request.user, dataset_id=self.kwargs["pk"])

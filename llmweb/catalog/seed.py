@@ -23,5 +23,44 @@ def seed_models(*, team, user, stdout=None) -> None:
             stdout.write(f"No bundled model: {exc.message}")
 
 
+# (file in the sample data folder, dataset name, upload options)
+DEMO_DATASETS = [
+    ("SMSSpamCollection.tsv", "SMS spam", {"schema": "classification"}),
+    ("fra_eng_tatoeba_sample5k.tsv", "English-French (Tatoeba 5k)", {"schema": "seq2seq"}),
+    ("tinyshakespeare.txt", "Tiny Shakespeare", {"schema": "causal-lm", "txt_mode": "corpus"}),
+]
+
+
+def seed_datasets(*, team, user, stdout=None) -> None:
+    """Upload the shared sample files into ``team`` through the normal service.
+
+    Processing is queued, so the run command stays quick; the worker picks them up.
+    The files are found through LLMWEB_SAMPLE_DATA or ``../shared/data`` beside the
+    repository; without them nothing happens. A name that exists is not seeded again.
+    """
+    import os
+    from pathlib import Path
+
+    from django.conf import settings
+    from django.core.files import File
+
+    from llmweb.catalog.models import Dataset
+    from llmweb.catalog.services.datasets import dataset_upload_create
+
+    default = Path(settings.BASE_DIR).parent / "shared" / "data"
+    folder = Path(os.environ.get("LLMWEB_SAMPLE_DATA") or default)
+    for filename, name, options in DEMO_DATASETS:
+        path = folder / filename
+        if not path.is_file() or Dataset.objects.filter(team=team, name=name).exists():
+            continue
+        with open(path, "rb") as f:
+            ds = dataset_upload_create(
+                user=user, team=team, name=name, uploaded_file=File(f, name=filename), **options
+            )
+        if stdout is not None:
+            stdout.write(f"Dataset {ds} queued for processing in {team.name}.")
+
+
 def seed_demo(*, team, user, stdout=None) -> None:
     seed_models(team=team, user=user, stdout=stdout)
+    seed_datasets(team=team, user=user, stdout=stdout)

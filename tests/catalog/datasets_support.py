@@ -14,7 +14,9 @@ from tests.support import wait_for
 
 
 def labelled(n: int, *, sep: str = ",") -> list[str]:
-    return [f"message number {i} says hello{sep}{'spam' if i % 4 == 0 else 'ham'}" for i in range(n)]
+    return [
+        f"message number {i} says hello{sep}{'spam' if i % 4 == 0 else 'ham'}" for i in range(n)
+    ]
 
 
 def csv_bytes(n: int = 60) -> bytes:
@@ -29,7 +31,9 @@ def upload_file(name: str, content: bytes) -> SimpleUploadedFile:
     return SimpleUploadedFile(name, content)
 
 
-def post_dataset(client, filename: str, content: bytes, *, schema: str = "classification", **fields):
+def post_dataset(
+    client, filename: str, content: bytes, *, schema: str = "classification", **fields
+):
     data = {"file": upload_file(filename, content), "schema": schema, **fields}
     return client.post("/api/v1/datasets/", data, format="multipart")
 

@@ -25,7 +25,10 @@ def test_upload_answers_201_with_the_record_and_its_urls(api, alice, team):
     assert r.status_code == 201, r.json()
     body = r.json()
     assert (body["status"], body["version"], body["team"], body["seed"]) == (
-        "uploaded", 1, team.pk, 7
+        "uploaded",
+        1,
+        team.pk,
+        7,
     )
     assert r["Location"] == f"/api/v1/datasets/{body['id']}/"
     assert body["urls"]["page"] == f"/datasets/{body['id']}/"
@@ -199,7 +202,9 @@ def test_inspect_suggests_a_mapping_from_the_head_of_a_file(api, alice, team, se
 
 
 def test_inspect_detects_gb18030_and_refuses_garbage(api, alice, team):
-    text = "句子,标签\n" + "".join(f"这是第{i}个中文句子,{'好' if i % 2 else '坏'}\n" for i in range(30))
+    text = "句子,标签\n" + "".join(
+        f"这是第{i}个中文句子,{'好' if i % 2 else '坏'}\n" for i in range(30)
+    )
     r = api(alice).post(
         "/api/v1/datasets/inspect/",
         {"file": upload_file("zh.csv", text.encode("gb18030"))},

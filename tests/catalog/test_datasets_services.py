@@ -12,7 +12,7 @@ from llmweb.accounts import services as accounts
 from llmweb.catalog.models import Dataset
 from llmweb.catalog.services import datasets as services
 from tests.catalog.datasets_support import csv_bytes, files_under, upload_file
-from tests.conftest import make_user
+from tests.conftest import make_user, shared_data
 
 pytestmark = pytest.mark.django_db
 
@@ -189,3 +189,27 @@ def test_web_modules_do_not_import_pandas_or_datasets():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_seed_uploads_the_sample_files_once(team, alice, monkeypatch):
+    from llmweb.catalog.seed import seed_datasets
+
+    sms = shared_data("SMSSpamCollection.tsv")
+    monkeypatch.setenv("LLMWEB_SAMPLE_DATA", str(sms.parent))
+    seed_datasets(team=team, user=alice)
+    seed_datasets(team=team, user=alice)
+    rows = {d.name: (d.schema, d.txt_mode, d.version) for d in Dataset.objects.filter(team=team)}
+    assert rows == {
+        "SMS spam": ("classification", "lines", 1),
+        "English-French (Tatoeba 5k)": ("seq2seq", "lines", 1),
+        "Tiny Shakespeare": ("causal-lm", "corpus", 1),
+    }
+    assert Dataset.objects.get(name="SMS spam").upload_path.stat().st_size == sms.stat().st_size
+
+
+def test_seed_skips_quietly_without_sample_data(team, alice, monkeypatch, tmp_path):
+    from llmweb.catalog.seed import seed_datasets
+
+    monkeypatch.setenv("LLMWEB_SAMPLE_DATA", str(tmp_path))
+    seed_datasets(team=team, user=alice)
+    assert not Dataset.objects.exists()

@@ -1,0 +1,435 @@
+"""Training throughput: plain Trainer baselines vs the same job through llmweb.
+
+    .venv/bin/python bench/train.py [--steps 60] [--batch 32] [--max-length 128]
+
+Rows of the table (bundled MiniLM, SMS spam, same steps, batch and seed):
+  1. plain Trainer, every batch padded to max_length (the common default): baseline
+  2. llmweb: API -> Redis -> Celery worker -> engine; training phase timed from the job's
+     own progress events (first to last step)
+  3. plain Trainer with llmweb's collator (dynamic padding) and length-bucketed sampler
+Then: 2/1 (target >= 1.5), 2/3 (platform overhead, target >= 0.97), submit -> first step
+(target <= 3 s), achieved training FLOP/s over measured matmul FLOP/s, and websocket
+latency from the reporter to a connected client (p50/p95, target p95 <= 50 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+SMS = (
+    Path(os.environ.get("LLMWEB_SAMPLE_DATA", ROOT.parent / "shared" / "data"))
+    / "SMSSpamCollection.tsv"
+)
+
+
+# --- data ----------------------------------------------------------------------------------
+
+
+def prepare_data(work: Path) -> Path:
+    from jobs.engine.base import NullReporter
+    from jobs.engine.data import ProcessConfig, process_dataset
+
+    out = work / "sms"
+    process_dataset(
+        ProcessConfig(source=SMS, out_dir=out, schema="classification", seed=42), NullReporter()
+    )
+    return out
+
+
+# --- plain Trainer runs --------------------------------------------------------------------
+
+
+class StepClock:
+    """Times every optimizer step the way llmweb's events do: first to last step."""
+
+    def __init__(self):
+        from transformers import TrainerCallback
+
+        clock = self
+
+        class _CB(TrainerCallback):
+            def on_step_end(self, args, state, control, **kw):
+                clock.times.append(time.perf_counter())
+
+        self.times: list[float] = []
+        self.callback = _CB()
+
+    def samples_per_second(self, batch: int) -> float:
+        return (len(self.times) - 1) * batch / (self.times[-1] - self.times[0])
+
+
+def plain_run(
+    data_dir: Path, *, steps: int, batch: int, max_length: int, llmweb_batching: bool
+) -> dict:
+    import torch
+    from datasets import load_from_disk
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        Trainer,
+        TrainingArguments,
+        default_data_collator,
+    )
+
+    from jobs.engine.collate import LengthBucketSampler, make_collator
+    from jobs.engine.models import bundled_model_path
+
+    torch.manual_seed(42)
+    dsd = load_from_disk(str(data_dir))
+    names = dsd["train"].features["label"].names
+    path = bundled_model_path()
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path,
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+        use_safetensors=True,
+    )
+
+    def encode(b):
+        enc = tok(
+            b["text"],
+            truncation=True,
+            max_length=max_length,
+            padding=False if llmweb_batching else "max_length",
+        )
+        enc["labels"] = b["label"]
+        return enc
+
+    train = dsd["train"].map(encode, batched=True, remove_columns=dsd["train"].column_names)
+    test = dsd["test"].map(encode, batched=True, remove_columns=dsd["test"].column_names)
+    lengths = [len(x) for x in train["input_ids"]]
+    args = TrainingArguments(
+        output_dir=tempfile.mkdtemp(),
+        per_device_train_batch_size=batch,
+        max_steps=steps,
+        learning_rate=5e-5,
+        seed=42,
+        save_strategy="no",
+        logging_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        eval_strategy="no",
+    )
+    clock = StepClock()
+
+    class BucketTrainer(Trainer):
+        def _get_train_sampler(self, train_dataset=None):
+            return LengthBucketSampler(lengths, batch)
+
+    cls = BucketTrainer if llmweb_batching else Trainer
+    collator = (
+        make_collator("classification", tok, model, mlm_probability=0.15, pad8=False)
+        if llmweb_batching
+        else default_data_collator
+    )
+    trainer = cls(
+        model=model,
+        args=args,
+        train_dataset=train,
+        data_collator=collator,
+        callbacks=[clock.callback],
+    )
+    trainer.train()
+    acc = accuracy(model, tok, dsd["test"], max_length)
+    del test
+    return {
+        "samples_per_second": clock.samples_per_second(batch),
+        "accuracy": acc,
+        "params": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def accuracy(model, tok, split, max_length: int) -> float:
+    import torch
+
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(split), 64):
+            rows = split[i : i + 64]
+            enc = tok(
+                rows["text"],
+                truncation=True,
+                max_length=max_length,
+                padding=True,
+                return_tensors="pt",
+            )
+            pred = model(**enc).logits.argmax(-1)
+            correct += int((pred == torch.tensor(rows["label"])).sum())
+    return correct / len(split)
+
+
+# --- through llmweb ------------------------------------------------------------------------
+
+
+def start_stack(work: Path) -> tuple[dict, list[subprocess.Popen], object]:
+    from llmweb.devtools.redis import ensure_redis, free_port
+
+    redis = ensure_redis()
+    env = {
+        **os.environ,
+        "LLMWEB_VAR_DIR": str(work / "var"),
+        "DATABASE_URL": f"sqlite:///{work}/bench.sqlite3",
+        "REDIS_URL": redis.url.rsplit("/", 1)[0] + "/11",
+        "DJANGO_SETTINGS_MODULE": "llmweb.settings",
+        "LLMWEB_TRAIN_QUEUE": "bench-gpu",
+        "PYTHONUNBUFFERED": "1",
+    }
+    os.environ.update(
+        {
+            k: env[k]
+            for k in (
+                "LLMWEB_VAR_DIR",
+                "DATABASE_URL",
+                "REDIS_URL",
+                "DJANGO_SETTINGS_MODULE",
+                "LLMWEB_TRAIN_QUEUE",
+            )
+        }
+    )
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    port = free_port()
+    log = open(work / "stack.log", "w")  # noqa: SIM115
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "llmweb",
+                "worker",
+                "-Q",
+                "bench-gpu",
+                "-c",
+                "1",
+                "-n",
+                "bench@%h",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        ),
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "llmweb.asgi:application",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        ),
+    ]
+    env["URL"] = f"http://127.0.0.1:{port}"
+    return env, procs, redis
+
+
+def wait(check, timeout=600, interval=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if v := check():
+            return v
+        time.sleep(interval)
+    raise TimeoutError
+
+
+def llmweb_run(env: dict, data_dir: Path, *, steps: int, batch: int, max_length: int) -> dict:
+    import django
+    import httpx
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+
+    from jobs.models import Job, JobEvent
+    from llmweb.accounts.services import api_token_create, team_create
+    from llmweb.catalog.models import Dataset, RegisteredModel
+    from llmweb.celery import app
+
+    user = get_user_model().objects.create_user("bench", password="bench bench 123")
+    team = team_create(owner=user, name="bench")
+    _, secret = api_token_create(user=user, name="bench")
+    ds = Dataset.objects.create(
+        team=team,
+        name="sms",
+        schema="classification",
+        status="ready",
+        original_filename="SMSSpamCollection.tsv",
+        label_names=["ham", "spam"],
+        num_rows={"train": 4459},
+        stats={"mean_chars": 80},
+    )
+    shutil.copytree(data_dir, ds.processed_dir)
+    model = RegisteredModel.objects.get(team=team, source="bundled")
+    wait(lambda: app.control.inspect(timeout=0.5).ping(), timeout=120)
+    # One short job first so the worker's one-time costs (page cache, thread pools) are paid.
+    client = httpx.Client(
+        base_url=env["URL"], headers={"Authorization": f"Bearer {secret}"}, timeout=30
+    )
+    wait(lambda: client.get("/healthz").status_code == 200, timeout=60)
+
+    def submit(n: int) -> dict:
+        body = {
+            "base_model": model.id,
+            "dataset": ds.id,
+            "params": {"max_steps": n, "batch_size": batch, "max_length": max_length, "seed": 42},
+        }
+        t0 = time.time()
+        r = client.post("/api/v1/jobs/", json=body)
+        r.raise_for_status()
+        return {"id": r.json()["id"], "t0": t0}
+
+    warm = submit(2)
+    wait(lambda: Job.objects.get(pk=warm["id"]).is_finished)
+    run = submit(steps)
+    job = wait(lambda: (j := Job.objects.get(pk=run["id"])).is_finished and j)
+    assert job.status == "succeeded", job.error
+    prog = list(JobEvent.objects.filter(job=job, kind="progress").order_by("seq"))
+    t_first, t_last = prog[0].created_at.timestamp(), prog[-1].created_at.timestamp()
+    tokens = [e.data.get("tokens_per_second") for e in prog if e.data.get("tokens_per_second")]
+    return {
+        "samples_per_second": (len(prog) - 1) * batch / (t_last - t_first),
+        "accuracy": job.metrics["accuracy"],
+        "first_step_s": t_first - run["t0"],
+        "tokens_per_second": statistics.median(tokens) if tokens else None,
+        "job": job.pk,
+        "url": env["URL"],
+        "secret": secret,
+        "session_user": user,
+    }
+
+
+def ws_latency(env: dict, job_id: int, n: int = 200) -> tuple[float, float]:
+    """Reporter -> client: events appended (DB insert + publish) while a websocket listens."""
+    import websockets
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from jobs import services
+
+    client = Client()
+    client.force_login(get_user_model().objects.get(username="bench"))
+    cookie = client.cookies["sessionid"].value
+    url = env["URL"].replace("http", "ws") + f"/ws/jobs/{job_id}/?after=100000"
+    delays: list[float] = []
+
+    async def listen(ready: asyncio.Event):
+        async with websockets.connect(
+            url, additional_headers={"Cookie": f"sessionid={cookie}", "Origin": env["URL"]}
+        ) as ws:
+            await ws.recv()  # snapshot
+            ready.set()
+            while len(delays) < n:
+                msg = json.loads(await ws.recv())
+                if msg["kind"] == "bench":
+                    delays.append(time.time() - msg["data"]["t"])
+
+    async def main():
+        ready = asyncio.Event()
+        task = asyncio.create_task(listen(ready))
+        await ready.wait()
+        for _ in range(n):
+            await asyncio.to_thread(
+                services.job_event_append, job_id=job_id, kind="bench", data={"t": time.time()}
+            )
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(task, 30)
+
+    asyncio.run(main())
+    delays.sort()
+    return delays[len(delays) // 2] * 1000, delays[int(len(delays) * 0.95) - 1] * 1000
+
+
+def matmul_flops(n: int = 2048, reps: int = 10) -> float:
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--max-length", type=int, default=128)
+    a = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="llmweb-bench-"))
+    env, procs, redis = start_stack(work)
+    try:
+        data = prepare_data(work)
+        kw = {"steps": a.steps, "batch": a.batch, "max_length": a.max_length}
+        base = plain_run(data, llmweb_batching=False, **kw)
+        same = plain_run(data, llmweb_batching=True, **kw)
+        web = llmweb_run(env, data, **kw)
+        p50, p95 = ws_latency(env, web["job"])
+        peak = matmul_flops()
+        achieved = (
+            6 * base["params"] * web["tokens_per_second"]
+            if web["tokens_per_second"]
+            else float("nan")
+        )
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+        redis.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    rows = [
+        ("1 plain Trainer, pad to max_length", base),
+        ("2 llmweb job (API->queue->worker)", web),
+        ("3 plain Trainer, llmweb collator+sampler", same),
+    ]
+    print(
+        f"\nMiniLM on SMS spam: {a.steps} steps, batch {a.batch}, max_length {a.max_length}, CPU threads "
+        f"{__import__('torch').get_num_threads()}\n"
+    )
+    print(f"{'run':44} {'samples/s':>10} {'test acc':>9}")
+    for name, r in rows:
+        print(f"{name:44} {r['samples_per_second']:10.1f} {r['accuracy']:9.4f}")
+    print()
+    print(
+        f"{'ratio 2/1 (target >= 1.5)':44} {web['samples_per_second'] / base['samples_per_second']:10.2f}"
+    )
+    print(
+        f"{'ratio 2/3 (target >= 0.97)':44} {web['samples_per_second'] / same['samples_per_second']:10.2f}"
+    )
+    print(f"{'submit -> first step, s (target <= 3)':44} {web['first_step_s']:10.2f}")
+    print(f"{'achieved train FLOP/s (6·N·real tokens/s)':44} {achieved:10.3g}")
+    print(f"{'measured fp32 matmul FLOP/s':44} {peak:10.3g}")
+    print(f"{'achieved / matmul':44} {achieved / peak:10.2%}")
+    print(f"{'websocket reporter->client p50 ms':44} {p50:10.1f}")
+    print(f"{'websocket reporter->client p95 ms (<= 50)':44} {p95:10.1f}")
+
+
+if __name__ == "__main__":
+    main()
