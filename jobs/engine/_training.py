@@ -274,6 +274,10 @@ def build_trainer(
     tokenized = {name: split.remove_columns("length") for name, split in tokenized.items()}
     has_val = "validation" in tokenized
     total = _total_steps(config, len(tokenized["train"]))
+    # Checkpoints cost seconds each (weights + optimizer state), so unless the person asks
+    # for save_steps they are taken by wall clock (TimedCheckpointCallback) and a short
+    # run takes none; a cancel still saves one (ReporterCallback).
+    timed = config.save_steps is None and not config.early_stopping_patience
     save_steps = config.save_steps or max(10, total // 10)
     eval_steps = config.eval_steps
     callbacks: list[Any] = []
@@ -306,7 +310,7 @@ def build_trainer(
         logging_steps=1,  # the job page draws a live loss curve, one point per step
         eval_strategy=eval_strategy,
         eval_steps=eval_steps,
-        save_strategy="steps",
+        save_strategy="no" if timed else "steps",
         save_steps=save_steps,
         save_total_limit=2,  # 5.x always writes safetensors for the model weights
         load_best_model_at_end=bool(config.early_stopping_patience),
@@ -322,6 +326,8 @@ def build_trainer(
         disable_tqdm=True,
         report_to="none",
     )
+    if timed:
+        callbacks.append(TimedCheckpointCallback(config.save_minutes * 60))
     callback = ReporterCallback(reporter, samples_per_step=config.batch_size * config.grad_accum)
     trainer = _Trainer(
         model=model,

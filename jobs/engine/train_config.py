@@ -99,10 +99,19 @@ _SCHEMA: dict[str, dict[str, Any]] = {
     "save_steps": _p(
         "int",
         None,
-        "Checkpoint every N steps (empty: about 10 per run).",
+        "Checkpoint every N steps (empty: by the clock, see save_minutes).",
         min=1,
         max=10_000_000,
         nullable=True,
+    ),
+    "save_minutes": _p(
+        "float",
+        10.0,
+        "Without save_steps: checkpoint when this many minutes passed since the last one, "
+        "so a lost worker costs at most that much work and short runs pay for none.",
+        min=0.0,
+        min_exclusive=True,
+        max=10_000.0,
     ),
     "early_stopping_patience": _p(
         "int",
@@ -230,6 +239,7 @@ class TrainConfig:
     seed: int = 42
     eval_steps: int | None = None
     save_steps: int | None = None
+    save_minutes: float = 10.0
     early_stopping_patience: int | None = None
     precision: str = "auto"
     gradient_checkpointing: bool = False
