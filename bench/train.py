@@ -180,6 +180,7 @@ def accuracy(model, tok, split, max_length: int) -> float:
 
 def start_stack(work: Path) -> tuple[dict, list[subprocess.Popen], object]:
     from llmweb.devtools.redis import ensure_redis, free_port
+    from llmweb.devtools.server import asgi_command
 
     redis = ensure_redis()
     env = {
@@ -230,16 +231,7 @@ def start_stack(work: Path) -> tuple[dict, list[subprocess.Popen], object]:
             stderr=subprocess.STDOUT,
         ),
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "llmweb.asgi:application",
-            ],
+            asgi_command("127.0.0.1", port, access_log=False),
             cwd=ROOT,
             env=env,
             stdout=log,

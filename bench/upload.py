@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/upload.py --mb 200
 
-Generates a JSONL and a CSV file of ``--mb`` MB each, starts daphne and one Celery
+Generates a JSONL and a CSV file of ``--mb`` MB each, starts the ASGI server (uvicorn) and one Celery
 worker on a temporary SQLite database and storage folder (Redis from REDIS_URL, else an
 embedded one), uploads each file through ``POST /api/v1/datasets/`` and waits until it
 is ready. Reports end-to-end MB/s (upload start -> ready), the upload alone, and the
@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from llmweb.devtools.redis import free_port, start_embedded  # noqa: E402
+from llmweb.devtools.server import asgi_command  # noqa: E402
 
 WORDS = (
     "the a model data train test token learn fast slow good bad great terrible movie film "
@@ -147,7 +148,7 @@ def main() -> None:
         port = free_port()
         logs = {n: open(tmp / f"{n}.log", "w") for n in ("web", "worker")}  # noqa: SIM115
         web = subprocess.Popen(
-            [py, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "llmweb.asgi:application"],
+            asgi_command("127.0.0.1", port, access_log=False),
             env=env, cwd=ROOT, stdout=logs["web"], stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         worker = subprocess.Popen(

@@ -98,7 +98,7 @@ def worker(django_db_setup, django_db_blocker):
 
 @pytest.fixture(scope="session")
 def live_server_proc(django_db_setup, django_db_blocker):
-    """A real daphne process serving HTTP and websockets on the test database."""
+    """A real ASGI server process (uvicorn) serving HTTP and websockets on the test database."""
     server = LiveServer()
     yield server
     server.stop()

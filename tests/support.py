@@ -1,4 +1,4 @@
-"""Real processes for tests: a Celery worker and a daphne server on the test database."""
+"""Real processes for tests: a Celery worker and the ASGI server on the test database."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import httpx
 from django.conf import settings
 
 from llmweb.devtools.redis import free_port
+from llmweb.devtools.server import asgi_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -141,31 +142,22 @@ class Worker:
 
 
 class LiveServer:
-    """daphne serving the ASGI app (HTTP + websockets) on a free port."""
+    """The ASGI server (HTTP + websockets) the run command uses, on a free port."""
 
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = Path(settings.VAR_DIR) / f"daphne-{self.port}.log"
+        self.log = Path(settings.VAR_DIR) / f"server-{self.port}.log"
         self._fh = open(self.log, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "llmweb.asgi:application",
-            ],
+            asgi_command("127.0.0.1", self.port),
             cwd=ROOT,
             env=child_env(),
             stdout=self._fh,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_for(self._up, timeout=60, what="daphne")
+        wait_for(self._up, timeout=60, what="the ASGI server")
 
     def _up(self) -> bool:
         if self.proc.poll() is not None:

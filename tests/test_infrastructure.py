@@ -125,7 +125,7 @@ def test_compose_file_matches_the_code():
         assert env["DATABASE_URL"].startswith("postgres://") and "@postgres:" in env["DATABASE_URL"]
         assert "redis://redis:6379" in env["REDIS_URL"]
     assert (
-        "daphne" in services["web"]["command"]
+        "uvicorn" in services["web"]["command"]
         and "llmweb.asgi:application" in services["web"]["command"]
     )
     worker_cmd = services["worker"]["command"]

@@ -22,7 +22,7 @@ from transformers import (
 )
 
 from jobs.engine.base import EngineError, Reporter
-from jobs.engine.callbacks import ReporterCallback
+from jobs.engine.callbacks import ReporterCallback, TimedCheckpointCallback
 from jobs.engine.collate import LengthBucketSampler, make_collator
 from jobs.engine.metrics import classification_metrics
 from jobs.engine.train_config import CLASSIFICATION_TASKS, TrainConfig

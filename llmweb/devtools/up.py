@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from llmweb.devtools.redis import ensure_redis
+from llmweb.devtools.server import asgi_command
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,7 +70,7 @@ def main() -> int:
         env = {**os.environ}
         procs.append(
             subprocess.Popen(
-                [py, "-m", "daphne", "-b", host, "-p", str(port), "llmweb.asgi:application"],
+                asgi_command(host, port),
                 cwd=ROOT,
                 env=env,
             )

@@ -462,3 +462,26 @@ def test_length_buckets_cut_padding_but_do_not_walk_through_lengths_in_order():
     assert sum(spans) / len(spans) < 200  # a random batch of 10 spans ~800
     # Consecutive batches jump around the length range (the stock sampler descends).
     assert sum(abs(a - b) for a, b in zip(means, means[1:], strict=False)) / len(means) > 150
+
+
+def test_without_save_steps_checkpoints_follow_the_clock(tmp_path):
+    """No save_steps: a short run under save_minutes saves no checkpoint; a tiny interval does."""
+    from jobs.engine.callbacks import TimedCheckpointCallback
+
+    class FakeControl:
+        should_save = False
+
+    cb = TimedCheckpointCallback(interval=0.05)
+    cb.on_train_begin(None, None, FakeControl())
+    control = FakeControl()
+    cb.on_step_end(None, None, control)
+    assert control.should_save is False
+    import time
+
+    time.sleep(0.06)
+    cb.on_step_end(None, None, control)
+    assert control.should_save is True
+    cb.on_save(None, None, control)
+    again = FakeControl()
+    cb.on_step_end(None, None, again)
+    assert again.should_save is False

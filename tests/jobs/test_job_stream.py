@@ -1,4 +1,4 @@
-"""Live progress over a real websocket from a real daphne, fed by a real worker."""
+"""Live progress over a real websocket from a real ASGI server, fed by a real worker."""
 
 from __future__ import annotations
 

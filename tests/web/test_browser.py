@@ -1,4 +1,4 @@
-"""Headless Chromium (Debian's package) driven by Playwright, against a live daphne."""
+"""Headless Chromium (Debian's package) driven by Playwright, against the live ASGI server."""
 
 from __future__ import annotations
 

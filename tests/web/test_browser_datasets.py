@@ -1,4 +1,4 @@
-"""The dataset upload form in headless Chromium against daphne and a real worker."""
+"""The dataset upload form in headless Chromium against the live ASGI server and a real worker."""
 
 from __future__ import annotations
 
