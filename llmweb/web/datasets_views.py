@@ -6,7 +6,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -15,25 +14,14 @@ from llmweb.catalog import selectors
 from llmweb.catalog.models import DatasetStatus, Schema
 from llmweb.catalog.services import datasets as services
 from llmweb.web import dataset_forms as forms
+from llmweb.web.common import form_errors, team_or_404
 
 SPLITS = ("train", "validation", "test")
 
 
-def _team_or_404(request):
-    if request.team is None:
-        raise Http404("You are in no team yet.")
-    return request.team
-
-
-def _form_errors(form, exc: ValidationError) -> None:
-    for field, errs in getattr(exc, "message_dict", {"__all__": exc.messages}).items():
-        for e in errs:
-            form.add_error(field if field in form.fields else None, e)
-
-
 @login_required
 def dataset_list(request):
-    team = _team_or_404(request)
+    team = team_or_404(request)
     schema, status = request.GET.get("schema", ""), request.GET.get("status", "")
     rows = selectors.dataset_list_for_user(user=request.user, team=team).select_related(
         "created_by"
@@ -58,7 +46,7 @@ def dataset_list(request):
 @login_required
 def dataset_new(request):
     """The page posts with XHR to the API (progress bars); a plain POST here is the fallback."""
-    team = _team_or_404(request)
+    team = team_or_404(request)
     if not can_write(user=request.user, team=team):
         raise PermissionDenied("Viewers can look at this team's datasets but not add them.")
     form = forms.DatasetUploadForm(request.POST or None, request.FILES or None)
@@ -80,7 +68,7 @@ def dataset_new(request):
                 txt_mode=d.get("txt_mode") or "lines",
             )
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         except services.DatasetUploadTooLarge as exc:
             form.add_error("file", exc.message)
         else:

@@ -19,6 +19,7 @@ from llmweb.catalog.models import ModelSource, ModelTask
 from llmweb.catalog.services import models as services
 from llmweb.catalog.services.model_facts import preset_param_count_exact
 from llmweb.web import models_forms as forms
+from llmweb.web.common import form_errors, team_or_404
 from llmweb.web.models_render import lineage_svg, render_card
 
 SORTS = [
@@ -31,21 +32,9 @@ SORTS = [
 ]
 
 
-def _team_or_404(request):
-    if request.team is None:
-        raise Http404("You are in no team yet.")
-    return request.team
-
-
-def _form_errors(form, exc: ValidationError) -> None:
-    for field, errs in getattr(exc, "message_dict", {"__all__": exc.messages}).items():
-        for e in errs:
-            form.add_error(field if field in form.fields else None, e)
-
-
 @login_required
 def model_list(request):
-    team = _team_or_404(request)
+    team = team_or_404(request)
     q = request.GET
     task, source, sort = q.get("task", ""), q.get("source", ""), q.get("sort", "-created_at")
     everything = list(model_list_filtered(user=request.user, team=team))
@@ -143,7 +132,7 @@ def _require_write(request, team) -> None:
 
 @login_required
 def model_new_preset(request):
-    team = _team_or_404(request)
+    team = team_or_404(request)
     _require_write(request, team)
     form = forms.PresetForm(request.POST or None, team=team)
     if request.method == "POST" and form.is_valid():
@@ -165,7 +154,7 @@ def model_new_preset(request):
                 tokenizer_model=md,
             )
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         else:
             messages.success(request, f"Building {model}; the tokenizer is being trained.")
             return redirect("model-page", model_id=model.pk)
@@ -185,7 +174,7 @@ def model_new_preset(request):
 @login_required
 def model_new_upload(request):
     """The form posts with XHR to the API (for the progress bar); this view is the fallback."""
-    team = _team_or_404(request)
+    team = team_or_404(request)
     _require_write(request, team)
     form = forms.UploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
@@ -197,7 +186,7 @@ def model_new_upload(request):
                 uploaded_file=form.cleaned_data["file"],
             )
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         else:
             messages.success(request, f"Uploaded {model}; a worker is validating it.")
             return redirect("model-page", model_id=model.pk)
@@ -213,7 +202,7 @@ def model_new_upload(request):
 def model_new_hub(request):
     if not settings.LLMWEB_ALLOW_HUB:
         raise Http404("Models from the hub are turned off on this server.")
-    team = _team_or_404(request)
+    team = team_or_404(request)
     _require_write(request, team)
     form = forms.HubForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -223,7 +212,7 @@ def model_new_hub(request):
                 hub_id=form.cleaned_data["hub_id"],
             )  # fmt: skip
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         else:
             messages.success(request, f"Downloading {model.hub_id}.")
             return redirect("model-page", model_id=model.pk)

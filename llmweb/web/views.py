@@ -13,16 +13,11 @@ from django.views.decorators.http import require_POST
 from llmweb.accounts import selectors, services
 from llmweb.accounts.middleware import SESSION_KEY
 from llmweb.web import forms
+from llmweb.web.common import form_errors
 
 
 def not_found(request, exception=None):
     return render(request, "404.html", {"message": str(exception or "")}, status=404)
-
-
-def _form_errors(form, exc: ValidationError) -> None:
-    for field, errs in getattr(exc, "message_dict", {"__all__": exc.messages}).items():
-        for e in errs:
-            form.add_error(field if field in form.fields else None, e)
 
 
 def signup(request):
@@ -53,7 +48,7 @@ def team_list(request):
         try:
             team = services.team_create(owner=request.user, name=form.cleaned_data["name"])
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         else:
             request.session[SESSION_KEY] = team.pk
             messages.success(request, f"Team '{team.name}' created and selected.")
@@ -77,7 +72,7 @@ def team_detail(request, team_id: int):
             except PermissionDenied as exc:
                 raise exc
             except ValidationError as exc:
-                _form_errors(invite, exc)
+                form_errors(invite, exc)
             else:
                 messages.success(request, f"{invite.cleaned_data['username']} joined {team.name}.")
                 return redirect("team-detail", team_id=team.pk)

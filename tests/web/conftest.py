@@ -8,9 +8,18 @@ import shutil
 import pytest
 
 CHROMIUM = os.environ.get("LLMWEB_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-needs_chromium = pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian's chromium is not installed")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+needs_chromium = pytest.mark.skipif(
+    not shutil.which(CHROMIUM), reason="Debian's chromium is not installed"
+)
 
 
 @pytest.fixture
@@ -22,7 +31,7 @@ def browser_page(live_server_proc):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page()
-        page.set_default_timeout(20_000)
+        page.set_default_timeout(30_000)
         yield page
         browser.close()
 

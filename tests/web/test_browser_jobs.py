@@ -8,10 +8,17 @@ from jobs.models import Job
 from tests.jobs.factories import bundled_model, ready_dataset, sms_rows
 from tests.web.conftest import login, needs_chromium
 
-pytestmark = [pytest.mark.browser, needs_chromium, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.browser,
+    needs_chromium,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+]
 
 
-def test_start_job_from_form_and_watch_chart_grow(browser_page, live_server_proc, worker, alice, team):
+def test_start_job_from_form_and_watch_chart_grow(
+    browser_page, live_server_proc, worker, alice, team
+):
     page, base = browser_page, live_server_proc.url
     sms = ready_dataset(team, "classification", sms_rows(96), name="sms")
     model = bundled_model(team)
@@ -24,7 +31,8 @@ def test_start_job_from_form_and_watch_chart_grow(browser_page, live_server_proc
     page.fill("#id_p_max_length", "32")
     # The pre-flight estimate appears before launch.
     page.wait_for_function(
-        "() => /Optimizer steps\\s+8\\b/.test(document.querySelector('#estimate').innerText)")
+        "() => /Optimizer steps\\s+8\\b/.test(document.querySelector('#estimate').innerText)"
+    )
     page.click("#launch")
     page.wait_for_url(f"{base}/jobs/*/")
     job_id = int(page.url.rstrip("/").rsplit("/", 1)[1])

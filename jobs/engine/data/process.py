@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from jobs.engine.base import Cancelled, EngineError, NullReporter, Reporter
+from jobs.engine.data.fastread import read_rows_fast
 from jobs.engine.data.mapping import (
     LABELLED,
     LM_SCHEMAS,
@@ -237,9 +238,11 @@ def _process(run: _Run, work: Path, staged: Path) -> ProcessResult:
     records = iter_rows(
         src, limit=cfg.max_field_bytes, txt_mode=cfg.txt_mode, block_chars=cfg.block_chars
     )
-    raw = read_rows(
-        records, checker, work / "rows.arrow", max_errors=cfg.max_errors, on_progress=on_progress
-    )
+    raw = read_rows_fast(src, checker, work / "rows.arrow", on_progress=on_progress)
+    if raw is None:  # something needs a closer look: the row-by-row reader reports it
+        raw = read_rows(
+            records, checker, work / "rows.arrow", max_errors=cfg.max_errors, on_progress=on_progress
+        )
 
     run.start("validating", f"Checking {raw.n_valid + raw.n_invalid:,} rows")
     warnings = _check_rows(raw, src.path.name, bool(src.has_header))

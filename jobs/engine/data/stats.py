@@ -39,6 +39,105 @@ def _hashes(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return pd.util.hash_array(arr.to_numpy(zero_copy_only=False), categorize=False)
 
 
+def _combine(parts: list[np.ndarray]) -> np.ndarray:
+    """One 64-bit hash from per-column hashes (order matters: ("a", "b") != ("b", "a"))."""
+    out = parts[0].copy()
+    for h in parts[1:]:
+        out *= np.uint64(0x9E3779B97F4A7C15)
+        out ^= h
+    return out
+
+
+# RE2's ``\s`` is ASCII only: tab, newline, form feed, carriage return and space.
+_SPACE = np.zeros(256, dtype=np.uint8)
+_SPACE[[9, 10, 12, 13, 32]] = 1
+# ASCII lower-casing and the bytes kept by ``[^\p{L}\p{N}]+`` removal, for ASCII text.
+_LOWER = np.arange(256, dtype=np.uint8)
+_LOWER[65:91] += 32
+_KEEP = np.zeros(256, dtype=bool)
+_KEEP[48:58] = _KEEP[97:123] = True
+
+
+def _string_chunks(col: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    return [c.cast(pa.string()) if not pa.types.is_string(c.type) else c for c in chunks]
+
+
+def _bytes_of(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets relative to the data, data bytes) of a null-free string array."""
+    n = len(chunk)
+    offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)[chunk.offset : chunk.offset + n + 1]
+    data = chunk.buffers()[2]
+    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    return offsets - offsets[0], data[offsets[0] : offsets[-1]]
+
+
+def _segment_sums(mask: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Per-row sums of a per-byte 0/1 array (``reduceat`` needs empty rows fixed up)."""
+    if offsets.size < 2:
+        return np.zeros(0, dtype=np.int64)
+    padded = np.zeros(mask.size + 1, dtype=np.uint8)  # a start may equal the data's end
+    padded[:-1] = mask
+    sums = np.add.reduceat(padded, offsets[:-1], dtype=np.int64)
+    sums[offsets[1:] == offsets[:-1]] = 0
+    return sums
+
+
+def _near_empty(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Rows with fewer than ``NEAR_EMPTY_CHARS`` characters once ``\s`` is removed."""
+    out = []
+    for chunk in _string_chunks(col):
+        if chunk.null_count:
+            short = pc.less(
+                pc.utf8_length(pc.replace_substring_regex(chunk, r"\s+", "")), NEAR_EMPTY_CHARS
+            )
+            out.append(np.asarray(pc.fill_null(short, False)))
+            continue
+        offsets, data = _bytes_of(chunk)
+        spaces = _segment_sums(_SPACE[data], offsets)
+        chars = np.asarray(pc.utf8_length(chunk), dtype=np.int64)
+        out.append(chars - spaces < NEAR_EMPTY_CHARS)
+    return np.concatenate(out) if out else np.zeros(0, dtype=bool)
+
+
+def _normalized_hashes(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Hashes of the text lower-cased with letters and digits only (ASCII done in numpy)."""
+    out = []
+    for chunk in _string_chunks(col):
+        if chunk.null_count == 0:
+            offsets, data = _bytes_of(chunk)
+            if data.size == 0 or data.max() < 128:
+                lowered = _LOWER[data]
+                keep = _KEEP[lowered]
+                kept = lowered[keep]
+                new_offsets = np.zeros(offsets.size, dtype=np.int32)
+                np.cumsum(_segment_sums(keep, offsets), out=new_offsets[1:])
+                norm = pa.StringArray.from_buffers(
+                    len(chunk), pa.py_buffer(new_offsets), pa.py_buffer(kept)
+                )
+                out.append(_hashes(norm))
+                continue
+        norm = pc.replace_substring_regex(pc.utf8_lower(chunk), r"[^\p{L}\p{N}]+", "")
+        out.append(_hashes(norm))
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)
+
+
+def _distinct(values: np.ndarray) -> int:
+    """Distinct values by sorting (numpy's hash-based ``unique`` is slower here)."""
+    if values.size == 0:
+        return 0
+    s = np.sort(values)
+    return 1 + int(np.count_nonzero(s[1:] != s[:-1]))
+
+
+def _hits(values: np.ndarray, sorted_pool: np.ndarray) -> int:
+    """How many of ``values`` occur in ``sorted_pool``."""
+    if sorted_pool.size == 0 or values.size == 0:
+        return 0
+    at = np.minimum(np.searchsorted(sorted_pool, values), sorted_pool.size - 1)
+    return int(np.count_nonzero(sorted_pool[at] == values))
+
+
 def _summary(lengths: np.ndarray) -> dict[str, Any]:
     if lengths.size == 0:
         return {"count": 0}
@@ -108,21 +207,20 @@ class StatsAccumulator:
         for c in self.texts:
             col = batch.column(c)
             st.lengths[c].append(np.asarray(pc.utf8_length(col), dtype=np.int64))
-            short = pc.less(
-                pc.utf8_length(pc.replace_substring_regex(col, r"\s+", "")), NEAR_EMPTY_CHARS
+            short = _near_empty(col)
+            near_empty = short if near_empty is None else near_empty | short
+        st.empty += int(near_empty.sum()) if near_empty is not None else 0
+        st.row_hashes.append(
+            _combine(
+                [
+                    _hashes(batch.column(c))
+                    if c != "label"
+                    else pd.util.hash_array(np.asarray(batch.column(c), dtype=np.int64))
+                    for c in canonical_columns(self.schema)
+                ]
             )
-            near_empty = short if near_empty is None else pc.or_(near_empty, short)
-        st.empty += int(pc.sum(near_empty).as_py() or 0)
-        columns = [
-            batch.column(c) if c != "label" else pc.cast(batch.column(c), pa.string())
-            for c in canonical_columns(self.schema)
-        ]
-        st.row_hashes.append(_hashes(pc.binary_join_element_wise(*columns, "\x1f")))
-        normalized = [
-            pc.replace_substring_regex(pc.utf8_lower(batch.column(c)), r"[^\p{L}\p{N}]+", "")
-            for c in self.inputs
-        ]
-        st.input_hashes.append(_hashes(pc.binary_join_element_wise(*normalized, "\x1f")))
+        )
+        st.input_hashes.append(_combine([_normalized_hashes(batch.column(c)) for c in self.inputs]))
         if self.label_names is not None:
             ids = np.asarray(batch.column("label"), dtype=np.int64)
             st.labels += np.bincount(ids, minlength=len(self.label_names))
@@ -147,14 +245,15 @@ class StatsAccumulator:
             "rows": int(rows.size),
             "splits": splits,
             "empty_texts": sum(st.empty for st in self.splits.values()),
-            "exact_duplicates": int(rows.size - np.unique(rows).size),
-            "near_duplicates": int(all_inputs.size - np.unique(all_inputs).size),
+            "exact_duplicates": int(rows.size - _distinct(rows)),
+            "near_duplicates": int(all_inputs.size - _distinct(all_inputs)),
             "overlap": {},
         }
         train = inputs.get("train")
+        train_sorted = np.sort(train) if train is not None else None
         for name in ("validation", "test"):
             if train is not None and inputs.get(name) is not None and inputs[name].size:
-                hits = int(np.isin(inputs[name], train).sum())
+                hits = _hits(inputs[name], train_sorted)
                 stats["overlap"][name] = {
                     "rows": hits,
                     "fraction": round(hits / inputs[name].size, 4),
