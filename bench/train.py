@@ -152,6 +152,9 @@ def plain_run(
         "samples_per_second": clock.samples_per_second(batch),
         "accuracy": acc,
         "params": sum(p.numel() for p in model.parameters()),
+        # Embedding lookups cost no matmul FLOPs; 6·N·tokens counts the other weights.
+        "matmul_params": sum(p.numel() for p in model.parameters())
+        - sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding)),
     }
 
 
@@ -424,7 +427,7 @@ def main() -> None:
         f"{'ratio 2/3 (target >= 0.97)':44} {web['samples_per_second'] / same['samples_per_second']:10.2f}"
     )
     print(f"{'submit -> first step, s (target <= 3)':44} {web['first_step_s']:10.2f}")
-    print(f"{'achieved train FLOP/s (6·N·real tokens/s)':44} {achieved:10.3g}")
+    print(f"{'achieved train FLOP/s (6·N_matmul·tokens/s)':44} {achieved:10.3g}")
     print(f"{'measured fp32 matmul FLOP/s':44} {peak:10.3g}")
     print(f"{'achieved / matmul':44} {achieved / peak:10.2%}")
     print(f"{'websocket reporter->client p50 ms':44} {p50:10.1f}")

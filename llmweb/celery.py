@@ -29,13 +29,19 @@ def preload_training_stack(sender, instance, **kwargs) -> None:
     Otherwise the first job on each new worker pays ~5-10 s of imports before its first
     step, which people read as "the job is stuck".
     """
-    queues = set(instance.app.amqp.queues.consume_from or {})
     if os.environ.get("LLMWEB_PRELOAD", "1") == "0":
         return
+    queues = set(instance.app.amqp.queues.consume_from or {})
     if queues & {settings_train_queue(), "inference"}:
         import transformers  # noqa: F401
 
         import jobs.engine.finetune  # noqa: F401
+    if "default" in queues:
+        # Dataset processing and model validation: the Arrow stack and tokenizers.
+        import datasets  # noqa: F401
+        import tokenizers  # noqa: F401
+
+        import jobs.engine.data  # noqa: F401
 
 
 def settings_train_queue() -> str:

@@ -587,3 +587,69 @@ def test_engine_imports_no_django():
         cwd=Path(__file__).resolve().parents[2],
     )
     assert out.stdout.strip() == "False"
+
+
+def _processed_rows(out):
+    import datasets
+
+    dsd = datasets.load_from_disk(str(out))
+    return {name: dsd[name].to_list() for name in dsd}
+
+
+@pytest.mark.parametrize("ext", ["csv", "tsv", "jsonl"])
+def test_fast_reader_gives_the_same_dataset_as_the_row_reader(tmp_path, monkeypatch, ext):
+    from jobs.engine.data import process as process_module
+
+    rows = [
+        (f'  Text {i}, with "quotes"' if ext != "tsv" else f"text {i}", ["b", "a", "c"][i % 3])
+        for i in range(60)
+    ] + [("é ü 中文 short", "a"), ("x", " b ")]
+    path = tmp_path / f"data.{ext}"
+    if ext == "jsonl":
+        path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows))
+    elif ext == "csv":
+        import csv
+
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([("text", "label"), *rows])
+    else:
+        path.write_text("text\tlabel\n" + "".join(f"{t}\t{lab}\n" for t, lab in rows))
+    fast = process_dataset(ProcessConfig(path, tmp_path / "fast", "classification"))
+    calls = []
+    monkeypatch.setattr(process_module, "read_rows_fast", lambda *a, **k: calls.append(1))
+    slow = process_dataset(ProcessConfig(path, tmp_path / "slow", "classification"))
+    assert calls
+    assert fast.stats == slow.stats and fast.label_names == slow.label_names == ["a", "b", "c"]
+    assert _processed_rows(tmp_path / "fast") == _processed_rows(tmp_path / "slow")
+
+
+def test_fast_reader_gives_up_on_a_null_so_the_row_error_has_its_line(tmp_path):
+    from jobs.engine.data.fastread import read_rows_fast
+    from jobs.engine.data.mapping import RowChecker
+    from jobs.engine.data.source import open_source
+
+    lines = [json.dumps({"text": f"t{i}", "label": "ab"[i % 2]}) for i in range(300)]
+    lines[150] = json.dumps({"text": None, "label": "a"})
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    src, _ = open_source(path, work=tmp_path)
+    checker = RowChecker("classification", {"text": "text", "label": "label"}, 1 << 20)
+    assert read_rows_fast(src, checker, tmp_path / "r.arrow", on_progress=lambda n: None) is None
+    assert checker.label_counts == {} and not (tmp_path / "r.arrow").exists()
+    result = process_dataset(ProcessConfig(path, tmp_path / "out", "classification"))
+    assert result.row_errors == [{"line": 151, "column": "text", "message": "text is empty (null)"}]
+
+
+def test_vectorised_stats_kernels_match_the_regex_definitions():
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from jobs.engine.data import stats
+
+    values = ["", "  a b ", "\t\n", "Hello, World!", "x\vy", "héllo Wörld", "12-34 AbC", ""]
+    for arr in (pa.array(values), pa.array(values).slice(2), pa.array(values[:4])):
+        short = pc.less(pc.utf8_length(pc.replace_substring_regex(arr, r"\s+", "")), 3)
+        assert (stats._near_empty(arr) == np.asarray(short)).all()
+        norm = pc.replace_substring_regex(pc.utf8_lower(arr), r"[^\p{L}\p{N}]+", "")
+        assert (stats._normalized_hashes(arr) == stats._hashes(norm)).all()

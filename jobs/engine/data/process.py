@@ -241,7 +241,11 @@ def _process(run: _Run, work: Path, staged: Path) -> ProcessResult:
     raw = read_rows_fast(src, checker, work / "rows.arrow", on_progress=on_progress)
     if raw is None:  # something needs a closer look: the row-by-row reader reports it
         raw = read_rows(
-            records, checker, work / "rows.arrow", max_errors=cfg.max_errors, on_progress=on_progress
+            records,
+            checker,
+            work / "rows.arrow",
+            max_errors=cfg.max_errors,
+            on_progress=on_progress,
         )
 
     run.start("validating", f"Checking {raw.n_valid + raw.n_invalid:,} rows")

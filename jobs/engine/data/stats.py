@@ -84,7 +84,7 @@ def _segment_sums(mask: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 def _near_empty(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Rows with fewer than ``NEAR_EMPTY_CHARS`` characters once ``\s`` is removed."""
+    r"""Rows with fewer than ``NEAR_EMPTY_CHARS`` characters once ``\s`` is removed."""
     out = []
     for chunk in _string_chunks(col):
         if chunk.null_count:
