@@ -7,6 +7,7 @@ nothing: every event it sees live is already in the table.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from typing import Any
@@ -47,29 +48,68 @@ class JobReporter:
         worker: str,
         *,
         poll_interval: float = 1.0,
-        heartbeat_interval: float = 5.0,
+        heartbeat_interval: float | None = None,
         row_interval: float = 1.0,
     ) -> None:
+        from django.conf import settings
+
         self.job_id = job_id
         self.worker = worker
         self.poll_interval = poll_interval
-        self.heartbeat_interval = heartbeat_interval
+        # Several beats fit in the reaper's staleness window, so one slow beat is not death.
+        stale = float(settings.LLMWEB_HEARTBEAT_STALE_SECONDS)
+        self.heartbeat_interval = heartbeat_interval or max(0.5, min(5.0, stale / 4))
         self.row_interval = row_interval
         self._stop = threading.Event()
         self._cancel = threading.Event()
         self._lost = threading.Event()
         self._last_row = 0.0
+        # Events are written by their own thread, in order, so a training step never waits
+        # on the database or Redis (a GPU step can be shorter than one INSERT + publish).
+        self._outbox: queue.Queue[tuple[str, dict[str, Any], bool] | None] = queue.Queue()
+        self._writer = threading.Thread(
+            target=self._write, name=f"job-{job_id}-events", daemon=True
+        )
         self._thread = threading.Thread(
             target=self._beat, name=f"job-{job_id}-heartbeat", daemon=True
         )
 
     def __enter__(self) -> JobReporter:
+        self._writer.start()
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        self.flush()
         self._stop.set()
         self._thread.join(timeout=5)
+
+    def flush(self) -> None:
+        """Wait until every emitted event is persisted and published."""
+        if self._writer.is_alive():
+            self._outbox.put(None)
+            self._writer.join()
+
+    def _write(self) -> None:
+        from django.db import connection
+
+        from jobs import services
+
+        try:
+            while (item := self._outbox.get()) is not None:
+                kind, data, update_row = item
+                try:
+                    if update_row:
+                        services.job_progress_update(job_id=self.job_id, worker=self.worker, **data)
+                    elif kind == "checkpoint":
+                        services.job_checkpoint_update(
+                            job_id=self.job_id, step=int(data.get("step") or 0)
+                        )
+                    services.job_event_append(job_id=self.job_id, kind=kind, data=data)
+                except Exception:  # noqa: BLE001 - one lost event must not stop the stream
+                    log.exception("job %s: could not record a %s event", self.job_id, kind)
+        finally:
+            connection.close()
 
     def _beat(self) -> None:
         from django.db import connection
@@ -93,16 +133,14 @@ class JobReporter:
             connection.close()
 
     def emit(self, kind: str, **data: Any) -> None:
-        from jobs import services
-
+        update_row = False
         if kind == "progress":
             now = time.monotonic()
+            # The row's progress columns are written at most every row_interval seconds.
             if now - self._last_row >= self.row_interval or data.get("step") == data.get("total"):
                 self._last_row = now
-                services.job_progress_update(job_id=self.job_id, worker=self.worker, **data)
-        if kind == "checkpoint":
-            services.job_checkpoint_update(job_id=self.job_id, step=int(data.get("step") or 0))
-        services.job_event_append(job_id=self.job_id, kind=kind, data=data)
+                update_row = True
+        self._outbox.put((kind, data, update_row))
 
     def should_stop(self) -> bool:
         return self._cancel.is_set() or self._lost.is_set()

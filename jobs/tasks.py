@@ -52,14 +52,17 @@ def run_job_task(self, job_id: int) -> str:
             config.label_names = job.dataset.label_names
             result = run_training(config, reporter)
         except Cancelled:
+            reporter.flush()
             if not reporter.lost:
                 services.job_mark_cancelled(job_id=job_id)
             return "cancelled"
         except EngineError as exc:
+            reporter.flush()
             services.job_fail(job_id=job_id, error=exc.as_dict())
             return "failed"
         except Exception as exc:  # noqa: BLE001 - anything else is our bug; keep the traceback
             log.exception("job %s crashed", job_id)
+            reporter.flush()
             services.job_fail(
                 job_id=job_id,
                 error={
@@ -70,6 +73,7 @@ def run_job_task(self, job_id: int) -> str:
                 traceback=traceback.format_exc(),
             )
             return "failed"
+        reporter.flush()
         if reporter.lost:
             return "lost"
         from llmweb.catalog.services.models import model_register_from_job
