@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max, ProtectedError
 from django.utils import timezone
 
 from llmweb.accounts.models import Team
-from llmweb.accounts.selectors import can_write
 from llmweb.catalog.models import Dataset, DatasetStatus, Schema
+from llmweb.catalog.services.common import CatalogConflict, require_write
 
 log = logging.getLogger(__name__)
 
@@ -70,24 +70,15 @@ class DatasetUploadTooLarge(Exception):
         super().__init__(self.message)
 
 
-class DatasetConflict(Exception):
+class DatasetConflict(CatalogConflict):
     """Valid request, but the dataset's state forbids it now (the API answers 409)."""
-
-    def __init__(self, message: str, *, code: str = "conflict") -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
 
 
 # ---------------------------------------------------------------- input parsing
 
 
 def _require_write(*, user, team: Team) -> None:
-    if not can_write(user=user, team=team):
-        raise PermissionDenied(
-            f"Your role in {team.name} is read-only; ask an owner to make you a member "
-            "to upload or delete datasets."
-        )
+    require_write(user=user, team=team, action="upload or delete datasets")
 
 
 def clean_filename(name: str | None) -> str:

@@ -6,13 +6,14 @@ import json
 import logging
 from typing import Any
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from llmweb.accounts.models import Team
-from llmweb.accounts.selectors import can_write
 from llmweb.catalog.models import ModelSource, ModelStatus, ModelTask, RegisteredModel
+from llmweb.catalog.services.common import CatalogConflict
+from llmweb.catalog.services.common import require_write as common_require_write
 
 log = logging.getLogger(__name__)
 
@@ -22,21 +23,12 @@ MAX_CARD_CHARS = 100_000
 MAX_VOCAB = 256_000
 
 
-class ModelConflict(Exception):
+class ModelConflict(CatalogConflict):
     """The request is valid but the model's state forbids it now (the API answers 409)."""
-
-    def __init__(self, message: str, *, code: str = "conflict") -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
 
 
 def require_write(*, user, team: Team) -> None:
-    if not can_write(user=user, team=team):
-        raise PermissionDenied(
-            f"Your role in {team.name} is read-only; ask an owner to make you a member "
-            "to add, change or delete models."
-        )
+    common_require_write(user=user, team=team, action="add, change or delete models")
 
 
 def clean_name(name: str | None, *, fallback: str = "") -> str:
