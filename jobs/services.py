@@ -13,7 +13,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from jobs import preflight
-from jobs.models import FINISHED, Job, JobEvent, JobStatus
+from jobs.models import Job, JobEvent, JobStatus
 from jobs.reporting import job_group, publish
 from llmweb.accounts.selectors import can_write
 
@@ -344,7 +344,3 @@ def job_requeue_stale(*, stale_after: timedelta) -> list[int]:
             transaction.on_commit(lambda j=job_id: _enqueue(j))
             requeued.append(job_id)
     return requeued
-
-
-def job_is_finished(job_id: int) -> bool:
-    return Job.objects.filter(pk=job_id, status__in=FINISHED).exists()

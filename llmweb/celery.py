@@ -44,26 +44,3 @@ def settings_train_queue() -> str:
     from django.conf import settings
 
     return settings.LLMWEB_TRAIN_QUEUE
-
-
-@app.task(name="llmweb.worker_info")
-def worker_info(matmul_size: int = 1024) -> dict:
-    """What a worker process computes with: device, torch threads, measured matmul FLOP/s."""
-    import time
-
-    import torch
-
-    from jobs.engine.finetune import device_description
-
-    a = torch.randn(matmul_size, matmul_size)
-    a @ a
-    reps, t = 5, time.perf_counter()
-    for _ in range(reps):
-        a @ a
-    seconds = time.perf_counter() - t
-    return {
-        "device": device_description(),
-        "torch_threads": torch.get_num_threads(),
-        "matmul_flops": 2 * matmul_size**3 * reps / seconds,
-        "pid": os.getpid(),
-    }
