@@ -16,14 +16,14 @@ from tests.support import LiveServer, Worker
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SAMPLES_DIR = Path(__file__).resolve().parents[1] / "llmweb" / "catalog" / "samples"
 
 
 def shared_data(name: str) -> Path:
-    """A file of the sample data beside the repo; tests that need it skip when it is absent."""
-    path = SHARED_DATA / name
-    if not path.exists():
-        pytest.skip(f"sample data {name} not found next to the repository")
+    """A sample file shipped with the app; a missing one is a broken checkout, not a skip."""
+    path = SAMPLES_DIR / name
+    if not path.is_file():
+        raise FileNotFoundError(f"sample data {name} is missing from {SAMPLES_DIR}")
     return path
 
 

@@ -5,6 +5,8 @@ Safe to run on every start: each part checks what exists before adding.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from llmweb.accounts.models import Team
 
 
@@ -23,6 +25,8 @@ def seed_models(*, team, user, stdout=None) -> None:
             stdout.write(f"No bundled model: {exc.message}")
 
 
+SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+
 # (file in the sample data folder, dataset name, upload options)
 DEMO_DATASETS = [
     ("SMSSpamCollection.tsv", "SMS spam", {"schema": "classification"}),
@@ -35,20 +39,17 @@ def seed_datasets(*, team, user, stdout=None) -> None:
     """Upload the shared sample files into ``team`` through the normal service.
 
     Processing is queued, so the run command stays quick; the worker picks them up.
-    The files are found through LLMWEB_SAMPLE_DATA or ``../shared/data`` beside the
-    repository; without them nothing happens. A name that exists is not seeded again.
+    The files ship inside the package (``catalog/samples/``, licenses in its README);
+    LLMWEB_SAMPLE_DATA points elsewhere. A name that exists is not seeded again.
     """
     import os
-    from pathlib import Path
 
-    from django.conf import settings
     from django.core.files import File
 
     from llmweb.catalog.models import Dataset
     from llmweb.catalog.services.datasets import dataset_upload_create
 
-    default = Path(settings.BASE_DIR).parent / "shared" / "data"
-    folder = Path(os.environ.get("LLMWEB_SAMPLE_DATA") or default)
+    folder = Path(os.environ.get("LLMWEB_SAMPLE_DATA") or SAMPLES_DIR)
     for filename, name, options in DEMO_DATASETS:
         path = folder / filename
         if not path.is_file() or Dataset.objects.filter(team=team, name=name).exists():

@@ -24,14 +24,11 @@ from jobs.engine.data import (
 )
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-SHARED = Path(
-    os.environ.get("LLMWEB_SAMPLE_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")
-)
+SHARED = Path(__file__).resolve().parents[2] / "llmweb" / "catalog" / "samples"
 SMS = SHARED / "SMSSpamCollection.tsv"
 FRA = SHARED / "fra_eng_tatoeba_sample5k.tsv"
-CMN = SHARED / "cmn_eng_tatoeba.tsv"
+CMN = SHARED / "cmn_eng_tatoeba_sample1k.tsv"
 SHAKESPEARE = SHARED / "tinyshakespeare.txt"
-needs_samples = pytest.mark.skipif(not SMS.exists(), reason="sample data not available")
 
 
 def head(path: Path, n: int) -> str:
@@ -71,7 +68,6 @@ def labelled_rows(n: int) -> list[str]:
 # --- real sample files ---------------------------------------------------------------
 
 
-@needs_samples
 def test_sms_collection_keeps_all_5574_rows_with_quoting_off(tmp_path):
     reporter = ListReporter()
     result = process(tmp_path, SMS, "classification", reporter)
@@ -97,7 +93,6 @@ def test_sms_collection_keeps_all_5574_rows_with_quoting_off(tmp_path):
     json.dumps(result.as_dict())  # everything reported is JSON-ready
 
 
-@needs_samples
 def test_headerless_tsv_is_inspected_with_positional_columns(tmp_path):
     info = inspect_file(SMS, sample_rows=5)
     assert (info.format, info.encoding, info.has_header) == ("tsv", "utf-8", False)
@@ -113,7 +108,6 @@ def test_headerless_tsv_is_inspected_with_positional_columns(tmp_path):
     }
 
 
-@needs_samples
 def test_fra_eng_becomes_seq2seq_source_and_target(tmp_path):
     result = process(tmp_path, FRA, "seq2seq")
     assert result.mapping == {"source": "col_0", "target": "col_1"}
@@ -128,7 +122,6 @@ def test_fra_eng_becomes_seq2seq_source_and_target(tmp_path):
     assert lengths != sorted(lengths)
 
 
-@needs_samples
 def test_tinyshakespeare_corpus_is_cut_into_blocks(tmp_path):
     source = tmp_path / "shakespeare.txt"
     text = head(SHAKESPEARE, 3000)
@@ -142,7 +135,6 @@ def test_tinyshakespeare_corpus_is_cut_into_blocks(tmp_path):
     assert len(blocks) == pytest.approx(len(text) / 1000, rel=0.3)
 
 
-@needs_samples
 def test_txt_lines_mode_gives_one_example_per_non_blank_line(tmp_path):
     source = tmp_path / "lines.txt"
     text = head(SHAKESPEARE, 500)
@@ -160,7 +152,6 @@ def test_txt_for_classification_is_refused(tmp_path):
 # --- encodings -----------------------------------------------------------------------
 
 
-@needs_samples
 @pytest.mark.parametrize(
     ("encoding", "expected"),
     [("gb18030", "gb18030"), ("utf-16", "utf-16"), ("utf-8-sig", "utf-8-sig")],

@@ -31,7 +31,7 @@ from jobs.engine.models import (
 )
 from jobs.engine.presets import preset_param_count
 
-SHAKESPEARE = Path("/work/shared/data/tinyshakespeare.txt")
+SHAKESPEARE = Path(__file__).resolve().parents[2] / "llmweb/catalog/samples/tinyshakespeare.txt"
 MB = 1 << 20
 REPO = Path(__file__).resolve().parents[2]
 

@@ -20,7 +20,7 @@ from jobs.engine.presets import (
 )
 from jobs.engine.tokenizers_train import train_tokenizer
 
-SHAKESPEARE = Path("/work/shared/data/tinyshakespeare.txt")
+SHAKESPEARE = Path(__file__).resolve().parents[2] / "llmweb/catalog/samples/tinyshakespeare.txt"
 REPO = Path(__file__).resolve().parents[2]
 
 
