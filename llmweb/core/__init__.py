@@ -1,0 +1,1 @@
+"""Small leaf helpers every area shares: domain errors and enqueue-on-commit."""
