@@ -1,9 +1,21 @@
-"""Small helpers every page module uses."""
+"""What every page area shares: the home and 404 pages, the active team, form errors."""
 
 from __future__ import annotations
 
+from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "home.html", {})
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """The site's 404 page (``handler404``): says what was not found, in the site's frame."""
+    return render(request, "404.html", {"message": str(exception or "")}, status=404)
 
 
 def team_or_404(request):

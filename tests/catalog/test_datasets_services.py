@@ -183,7 +183,7 @@ def test_canonical_columns_match_the_engine():
 def test_web_modules_do_not_import_pandas_or_datasets():
     code = (
         "import os, sys, django; os.environ['DJANGO_SETTINGS_MODULE']='llmweb.settings'; "
-        "django.setup(); import llmweb.api.datasets, llmweb.web.datasets_views, "
+        "django.setup(); import llmweb.api.datasets.views, llmweb.web.datasets.views, "
         "llmweb.catalog.tasks; "
         "print(sorted(m for m in ('pandas', 'datasets', 'torch', 'pyarrow') if m in sys.modules))"
     )

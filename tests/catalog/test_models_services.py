@@ -114,7 +114,7 @@ def test_preset_param_counts_match_the_engine_for_every_preset(vocab):
 def test_web_side_of_the_registry_never_imports_torch():
     code = (
         "import django, sys; django.setup();"
-        "import llmweb.urls, llmweb.catalog.tasks, llmweb.web.models_views;"
+        "import llmweb.urls, llmweb.catalog.tasks, llmweb.web.models.views;"
         "from llmweb.catalog.services.model_facts import bundled_model_info, preset_param_count_exact;"
         "bundled_model_info(); preset_param_count_exact('t5', 'base', 32128);"
         "from llmweb.catalog.services.models import _bundled_card; _bundled_card('all-MiniLM-L6-v2');"

@@ -1,4 +1,4 @@
-"""Account and team pages. Later apps add their own page modules beside this one."""
+"""Account pages: sign-up, teams and members, personal API tokens."""
 
 from __future__ import annotations
 
@@ -12,12 +12,8 @@ from django.views.decorators.http import require_POST
 
 from llmweb.accounts import selectors, services
 from llmweb.accounts.middleware import SESSION_KEY
-from llmweb.web import forms
+from llmweb.web.accounts import forms
 from llmweb.web.common import form_errors
-
-
-def not_found(request, exception=None):
-    return render(request, "404.html", {"message": str(exception or "")}, status=404)
 
 
 def signup(request):
@@ -34,11 +30,6 @@ def signup(request):
     return render(
         request, "registration/signup.html", {"form": form}, status=400 if form.errors else 200
     )
-
-
-@login_required
-def home(request):
-    return render(request, "home.html", {})
 
 
 @login_required

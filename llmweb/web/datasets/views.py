@@ -13,8 +13,8 @@ from llmweb.accounts.selectors import can_write
 from llmweb.catalog import selectors
 from llmweb.catalog.models import DatasetStatus, Schema
 from llmweb.catalog.services import datasets as services
-from llmweb.web import dataset_forms as forms
 from llmweb.web.common import form_errors, team_or_404
+from llmweb.web.datasets import forms
 
 SPLITS = ("train", "validation", "test")
 

@@ -21,7 +21,7 @@ from rest_framework.response import Response
 
 from llmweb.accounts.models import Team
 from llmweb.accounts.selectors import team_get_for_user, team_list_for_user
-from llmweb.api import dataset_serializers as ds_s
+from llmweb.api.datasets import serializers as ds_s
 from llmweb.api.errors import error_response
 from llmweb.catalog import dataset_files, selectors
 from llmweb.catalog.models import Dataset, DatasetStatus, Schema

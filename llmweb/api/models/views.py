@@ -20,8 +20,8 @@ from rest_framework.views import APIView
 from jobs.engine.presets import list_presets
 from llmweb.accounts.models import Team
 from llmweb.accounts.selectors import team_get_for_user, team_list_for_user
-from llmweb.api import model_serializers as ms
 from llmweb.api.errors import error_response
+from llmweb.api.models import serializers as ms
 from llmweb.catalog import selectors
 from llmweb.catalog.model_selectors import model_lineage, model_list_filtered
 from llmweb.catalog.models import ModelStatus, RegisteredModel

@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from llmweb.accounts import selectors, services
 from llmweb.accounts.models import ApiToken, Membership
-from llmweb.api import serializers as s
+from llmweb.api.accounts import serializers as s
 
 
 class MeApi(APIView):
