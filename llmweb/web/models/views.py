@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.html import format_html, format_html_join
@@ -24,7 +24,8 @@ from llmweb.catalog.model_selectors import metric_names, model_lineage, model_li
 from llmweb.catalog.models import ModelSource, ModelTask
 from llmweb.catalog.services import models as services
 from llmweb.catalog.services.model_facts import preset_param_count_exact
-from llmweb.web.common import form_errors, team_or_404
+from llmweb.core.errors import DomainError
+from llmweb.web.common import form_error, team_or_404
 from llmweb.web.models import forms
 
 SORTS = [
@@ -49,8 +50,8 @@ def model_list(request):
         rows = model_list_filtered(
             user=request.user, team=team, task=task, source=source, ordering=sort
         )
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
+    except DomainError as exc:
+        messages.error(request, exc.message)
         rows = everything
     metric = sort.split("metric:", 1)[1] if "metric:" in sort else None
     return render(
@@ -110,8 +111,8 @@ def model_card(request, model_id: int):
             services.model_update_card(
                 user=request.user, model=model, card=form.cleaned_data["card"]
             )
-        except ValidationError as exc:
-            messages.error(request, " ".join(exc.messages))
+        except DomainError as exc:
+            messages.error(request, exc.message)
         else:
             messages.success(request, "Model card saved.")
     return redirect("model-page", model_id=model.pk)
@@ -123,7 +124,7 @@ def model_delete(request, model_id: int):
     model = selectors.model_get_for_user(user=request.user, model_id=model_id)
     try:
         services.model_delete(user=request.user, model=model)
-    except services.ModelConflict as exc:
+    except DomainError as exc:
         messages.error(request, exc.message)
         return redirect("model-page", model_id=model.pk)
     messages.success(request, f"{model} was deleted.")
@@ -158,8 +159,8 @@ def model_new_preset(request):
                 tokenizer_dataset=ds,
                 tokenizer_model=md,
             )
-        except ValidationError as exc:
-            form_errors(form, exc)
+        except DomainError as exc:
+            form_error(form, exc)
         else:
             messages.success(request, f"Building {model}; the tokenizer is being trained.")
             return redirect("model-page", model_id=model.pk)
@@ -190,8 +191,8 @@ def model_new_upload(request):
                 name=form.cleaned_data.get("name"),
                 uploaded_file=form.cleaned_data["file"],
             )
-        except ValidationError as exc:
-            form_errors(form, exc)
+        except DomainError as exc:
+            form_error(form, exc)
         else:
             messages.success(request, f"Uploaded {model}; a worker is validating it.")
             return redirect("model-page", model_id=model.pk)
@@ -216,8 +217,8 @@ def model_new_hub(request):
                 user=request.user, team=team, name=form.cleaned_data.get("name"),
                 hub_id=form.cleaned_data["hub_id"],
             )  # fmt: skip
-        except ValidationError as exc:
-            form_errors(form, exc)
+        except DomainError as exc:
+            form_error(form, exc)
         else:
             messages.success(request, f"Downloading {model.hub_id}.")
             return redirect("model-page", model_id=model.pk)
