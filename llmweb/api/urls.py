@@ -15,5 +15,6 @@ router.register("jobs", jobs.JobViewSet, basename="job")
 urlpatterns = [
     path("me/", accounts.MeApi.as_view(), name="api-me"),
     path("presets/", models.PresetListApi.as_view(), name="api-presets"),
+    path("job-kinds/", jobs.JobKindListApi.as_view(), name="api-job-kinds"),
     path("", include(router.urls)),
 ]

@@ -16,5 +16,5 @@ urlpatterns = [
     path("settings/tokens/<int:token_id>/revoke/", views.token_revoke, name="token-revoke"),
     path("datasets/", include("llmweb.web.pages_datasets")),
     path("models/", include("llmweb.web.pages_models")),
-    path("jobs/", include("llmweb.web.pages_jobs")),
+    path("jobs/", include("llmweb.web.jobs.urls")),
 ]
