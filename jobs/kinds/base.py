@@ -104,8 +104,10 @@ class JobKind:
     name: ClassVar[str]
     label: ClassVar[str]
     description: ClassVar[str] = ""
-    # A setting name (resolved at submit time) or a literal queue name.
-    queue: ClassVar[str] = "LLMWEB_TRAIN_QUEUE"
+    # The Celery queue the job is sent to; ``queue_setting`` (a settings name) overrides it
+    # so a deployment can rename the queue without touching the kind.
+    queue: ClassVar[str] = "gpu"
+    queue_setting: ClassVar[str | None] = None
     inputs: ClassVar[tuple[Input, ...]] = ()
     # The dataclass whose ``param(...)`` fields are this kind's parameter table.
     config_class: ClassVar[type]
@@ -135,9 +137,11 @@ class JobKind:
 
     @classmethod
     def queue_name(cls) -> str:
+        if cls.queue_setting is None:
+            return cls.queue
         from django.conf import settings
 
-        return getattr(settings, cls.queue, cls.queue)
+        return getattr(settings, cls.queue_setting, cls.queue)
 
     # --- hooks ----------------------------------------------------------------------
 

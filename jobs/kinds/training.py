@@ -28,7 +28,7 @@ PLACEHOLDER = "."
 
 
 class TrainingKind(JobKind):
-    queue = "LLMWEB_TRAIN_QUEUE"
+    queue_setting = "LLMWEB_TRAIN_QUEUE"
     config_class = TrainConfig
     engine = "jobs.engine.finetune:run_training"
     produces = "model"
