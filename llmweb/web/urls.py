@@ -11,6 +11,5 @@ urlpatterns = [
     path("", include("llmweb.web.accounts.urls")),
     path("datasets/", include("llmweb.web.datasets.urls")),
     path("models/", include("llmweb.web.models.urls")),
-    # The jobs area still keeps views and routes in one module (moves to web/jobs/ next).
-    path("jobs/", include("llmweb.web.pages_jobs")),
+    path("jobs/", include("llmweb.web.jobs.urls")),
 ]

@@ -150,7 +150,8 @@ def model_delete(*, user, model: RegisteredModel) -> None:
     with transaction.atomic():
         RegisteredModel.objects.select_for_update().filter(pk=model.pk).first()
         active = list(
-            Job.objects.filter(base_model=model, status__in=ACTIVE_JOB_STATUSES)
+            Job.objects.filter(job_models__model=model, status__in=ACTIVE_JOB_STATUSES)
+            .distinct()
             .order_by("pk")
             .values_list("pk", "status")
         )
