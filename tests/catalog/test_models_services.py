@@ -9,7 +9,7 @@ import pytest
 from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from jobs.models import Job, JobStatus
+from jobs.models import Job, JobModel, JobStatus
 from llmweb.accounts import services as accounts
 from llmweb.accounts.models import Role
 from llmweb.catalog.model_selectors import model_lineage, model_list_filtered
@@ -48,7 +48,9 @@ def _dataset(team, name="sms") -> Dataset:
 
 
 def _job(team, base, dataset=None, *, type="finetune", status=JobStatus.SUCCEEDED) -> Job:
-    return Job.objects.create(team=team, type=type, base_model=base, dataset=dataset, status=status)
+    job = Job.objects.create(team=team, type=type, dataset=dataset, status=status)
+    JobModel.objects.create(job=job, model=base, role="base")
+    return job
 
 
 def bundled_of(team) -> RegisteredModel:
@@ -246,3 +248,13 @@ def test_list_sorts_by_a_metric_with_missing_values_last(team, alice):
     assert [m.pk for m in rows] == [a.pk, b.pk, c.pk]
     with pytest.raises(DomainError):
         model_list_filtered(user=alice, ordering="secret_field")
+
+
+def test_delete_of_a_model_a_finished_job_read_names_the_job(team, alice):
+    teacher, student = _record(team, "teacher"), _record(team, "student")
+    distill = Job.objects.create(team=team, type="distill", status=JobStatus.SUCCEEDED)
+    JobModel.objects.create(job=distill, model=teacher, role="teacher", position=0)
+    JobModel.objects.create(job=distill, model=student, role="student", position=1)
+    job = _job(team, student)  # its link's id is no longer its own
+    with pytest.raises(services.ModelConflict, match=f"Finished jobs #{distill.pk}, #{job.pk} "):
+        services.model_delete(user=alice, model=student)

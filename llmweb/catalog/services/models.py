@@ -138,7 +138,7 @@ def model_delete(*, user, model: RegisteredModel) -> None:
         ModelConflict: the bundled model, or a job that is validating, queued or
             running uses it as its base, or a finished job's record refers to it.
     """
-    from jobs.models import Job
+    from jobs.models import Job, JobModel
 
     require_write(user=user, team=model.team)
     if model.source == ModelSource.BUNDLED:
@@ -165,7 +165,10 @@ def model_delete(*, user, model: RegisteredModel) -> None:
         try:
             model.delete()
         except ProtectedError as e:
-            ids = sorted(o.pk for o in e.protected_objects)[:10]
+            # A job holds its models through JobModel links; name the jobs, not the links.
+            ids = sorted(
+                {o.job_id if isinstance(o, JobModel) else o.pk for o in e.protected_objects}
+            )[:10]
             raise ModelConflict(
                 "Finished jobs " + ", ".join(f"#{i}" for i in ids) + " were started from this "
                 "model and keep it in their history; delete those jobs first.",
