@@ -20,6 +20,7 @@ from llmweb.catalog.services import models as services
 from llmweb.catalog.services.model_common import create_versioned
 from llmweb.catalog.services.model_facts import bundled_model_info, preset_param_count_exact
 from tests.catalog.models_support import build_tiny_model
+from tests.jobs.factories import job_record
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,7 +50,7 @@ def _dataset(team, name="sms") -> Dataset:
 
 
 def _job(team, base, dataset=None, *, type="finetune", status=JobStatus.SUCCEEDED) -> Job:
-    return Job.objects.create(team=team, type=type, base_model=base, dataset=dataset, status=status)
+    return job_record(team=team, type=type, base_model=base, dataset=dataset, status=status)
 
 
 def bundled_of(team) -> RegisteredModel:
