@@ -43,4 +43,3 @@ def preload_engines(sender, instance, **kwargs) -> None:
         import transformers  # noqa: F401
     # The default queue (uploads, validation) is not preloaded: its imports cost ~220 MB
     # of resident memory for a second or two saved on the first task.
-
