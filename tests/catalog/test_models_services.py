@@ -9,7 +9,7 @@ import pytest
 from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from jobs.models import Job, JobModel, JobStatus
+from jobs.models import Job, JobStatus
 from llmweb.accounts import services as accounts
 from llmweb.accounts.models import Role
 from llmweb.catalog.model_selectors import model_lineage, model_list_filtered
@@ -19,6 +19,7 @@ from llmweb.catalog.services.common import create_versioned
 from llmweb.catalog.services.model_facts import bundled_model_info, preset_param_count_exact
 from llmweb.core.errors import DomainError
 from tests.catalog.models_support import build_tiny_model
+from tests.jobs.factories import job_record
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,9 +49,7 @@ def _dataset(team, name="sms") -> Dataset:
 
 
 def _job(team, base, dataset=None, *, type="finetune", status=JobStatus.SUCCEEDED) -> Job:
-    job = Job.objects.create(team=team, type=type, dataset=dataset, status=status)
-    JobModel.objects.create(job=job, model=base, role="base")
-    return job
+    return job_record(team=team, type=type, base_model=base, dataset=dataset, status=status)
 
 
 def bundled_of(team) -> RegisteredModel:
@@ -251,6 +250,8 @@ def test_list_sorts_by_a_metric_with_missing_values_last(team, alice):
 
 
 def test_delete_of_a_model_a_finished_job_read_names_the_job(team, alice):
+    from jobs.models import JobModel
+
     teacher, student = _record(team, "teacher"), _record(team, "student")
     distill = Job.objects.create(team=team, type="distill", status=JobStatus.SUCCEEDED)
     JobModel.objects.create(job=distill, model=teacher, role="teacher", position=0)
