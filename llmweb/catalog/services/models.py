@@ -27,6 +27,7 @@ from django.db.models import ProtectedError
 from jobs.engine.jsonable import jsonable
 from jobs.engine.models.card import model_card_markdown
 from jobs.engine.models.info import BUNDLED_MODELS, ModelInfo
+from jobs.models import Job, JobModel
 from llmweb.accounts.models import Team
 from llmweb.catalog.models import ModelSource, ModelStatus, RegisteredModel
 from llmweb.catalog.services.common import create_versioned
@@ -138,8 +139,6 @@ def model_delete(*, user, model: RegisteredModel) -> None:
         ModelConflict: the bundled model, or a job that is validating, queued or
             running uses it as its base, or a finished job's record refers to it.
     """
-    from jobs.models import Job, JobModel
-
     require_write(user=user, team=model.team)
     if model.source == ModelSource.BUNDLED:
         raise ModelConflict(

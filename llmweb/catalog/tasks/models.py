@@ -16,6 +16,7 @@ from typing import Any
 from celery import shared_task
 from django.conf import settings
 
+from jobs.engine.base import EngineError
 from jobs.engine.schemas import TEXT_COLUMNS
 from llmweb.catalog.models import Dataset, ModelStatus, RegisteredModel
 from llmweb.catalog.services import models as services
@@ -61,7 +62,6 @@ def _run(model: RegisteredModel, work: Callable[[], tuple[Any, str | None]]) -> 
 @shared_task(name="llmweb.catalog.tasks.validate_model_upload")
 def model_validate_upload_task(model_id: int) -> str:
     """Unpack the stored archive into ``artifact/``, prove the model loads, describe it."""
-    from jobs.engine.base import EngineError
     from jobs.engine.models import model_card_markdown, unpack_and_validate_upload
 
     model = _pending(model_id)
@@ -88,8 +88,6 @@ def dataset_texts(dataset: Dataset) -> Iterator[str]:
     """Every text of the processed train split, streamed in batches from Arrow."""
     from datasets import load_from_disk
 
-    from jobs.engine.base import EngineError
-
     try:
         split = load_from_disk(str(dataset.processed_dir))["train"]
     except (FileNotFoundError, KeyError) as e:
@@ -110,7 +108,6 @@ def dataset_texts(dataset: Dataset) -> Iterator[str]:
 @shared_task(name="llmweb.catalog.tasks.build_preset_model")
 def model_build_preset_task(model_id: int) -> str:
     """Train the tokenizer (or copy one) and write the randomly initialised preset."""
-    from jobs.engine.base import EngineError
     from jobs.engine.models import create_preset_model
 
     model = _pending(model_id)
