@@ -16,7 +16,7 @@ from jobs.engine.jsonable import jsonable
 from jobs.errors import JobError
 from jobs.kinds import get_kind
 from jobs.models import Job, JobEvent, JobModel, JobStatus
-from jobs.reporting import job_group, publish
+from jobs.publishing import job_group, publish
 from llmweb.accounts.selectors import can_write
 from llmweb.core.queue import enqueue_on_commit
 
