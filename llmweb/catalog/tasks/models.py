@@ -19,6 +19,7 @@ from django.conf import settings
 from jobs.engine.schemas import TEXT_COLUMNS
 from llmweb.catalog.models import Dataset, ModelStatus, RegisteredModel
 from llmweb.catalog.services import models as services
+from llmweb.core.running import run_guarded
 
 log = logging.getLogger(__name__)
 
@@ -41,28 +42,17 @@ def _readme(folder: Path) -> str | None:
 
 def _run(model: RegisteredModel, work: Callable[[], tuple[Any, str | None]]) -> str:
     """Run ``work`` -> (ModelInfo, card) and record the outcome; files go on failure."""
-    from jobs.engine.base import EngineError
-
     folder = model.storage_dir
-    try:
-        info, card = work()
-    except EngineError as exc:
-        log.info("model %s refused: %s", model.pk, exc.message)
-        services.model_mark_failed(model_id=model.pk, error=exc.as_dict())
+
+    def failed(error: dict[str, Any], traceback: str) -> None:
+        # Files first: once the record says "failed", nothing of the upload is left.
         shutil.rmtree(folder, ignore_errors=True)
-        return "failed"
-    except Exception as exc:  # noqa: BLE001 - our bug; keep the traceback in the log
-        log.exception("model %s crashed", model.pk)
-        services.model_mark_failed(
-            model_id=model.pk,
-            error={
-                "code": "internal_error",
-                "message": f"Processing stopped on an internal error ({exc.__class__.__name__}); "
-                "an admin can find the traceback in the worker log.",
-            },
-        )
-        shutil.rmtree(folder, ignore_errors=True)
-        return "failed"
+        services.model_mark_failed(model_id=model.pk, error=error)
+
+    ran = run_guarded(work, what="Processing", on_failed=failed)
+    if ran.state != "succeeded":
+        return ran.state
+    info, card = ran.value
     if services.model_mark_ready(model_id=model.pk, info=info.as_dict(), card=card) is None:
         shutil.rmtree(folder, ignore_errors=True)  # deleted while we worked
         return "gone"
