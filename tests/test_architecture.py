@@ -17,18 +17,10 @@ import sys
 import tomllib
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"][
     "contracts"
 ]
-# Contracts on code that issue 8 section 1 (job kinds) is rewriting; each xfails strictly,
-# so the day it holds the marker must go.
-KNOWN_BROKEN = {
-    "no-cycles-jobs": "jobs.services imports jobs.reporting, which imports jobs.services",
-    "jobs-layers": "jobs.services (a writer) imports jobs.reporting (the worker side)",
-}
 HEAVY = ("torch", "transformers", "tokenizers", "datasets", "pandas", "pyarrow", "peft", "sklearn")
 
 
@@ -43,25 +35,11 @@ def lint_imports(*contract_ids: str, cwd: Path = ROOT) -> subprocess.CompletedPr
 
 def test_every_contract_has_an_id_and_a_name():
     assert all(c.get("id") and c.get("name") for c in CONTRACTS)
-    assert set(KNOWN_BROKEN) <= {c["id"] for c in CONTRACTS}
 
 
 def test_import_contracts_hold():
-    kept = [c["id"] for c in CONTRACTS if c["id"] not in KNOWN_BROKEN]
-    out = lint_imports(*kept)
+    out = lint_imports(*[c["id"] for c in CONTRACTS])
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
-
-
-@pytest.mark.parametrize(
-    "contract_id",
-    [
-        pytest.param(cid, marks=pytest.mark.xfail(reason=why, strict=True))
-        for cid, why in KNOWN_BROKEN.items()
-    ],
-)
-def test_known_broken_contract(contract_id):
-    out = lint_imports(contract_id)
-    assert out.returncode == 0, out.stdout[-4000:]
 
 
 def _copy_tree(tmp_path: Path) -> Path:

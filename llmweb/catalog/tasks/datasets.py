@@ -199,7 +199,7 @@ def process_dataset_task(self, dataset_id: int) -> str:
         return "skipped"
     reporter = RowReporter(dataset.pk, expected_rows=_expected_rows(dataset))
 
-    def work() -> dict[str, Any]:
+    def work() -> dict:
         config = ProcessConfig(
             source=dataset.upload_path,
             out_dir=dataset.processed_dir,
@@ -218,16 +218,14 @@ def process_dataset_task(self, dataset_id: int) -> str:
         add_token_lengths(dataset.processed_dir, result["stats"])
         return result
 
-    # A delete while processing shows up as Cancelled (the reporter found no row): the
-    # files go, there is no row left to mark.
-    ran = run_guarded(
-        work,
-        what="Processing",
-        on_failed=lambda error, _tb: services.dataset_mark_failed(
-            dataset_id=dataset_id, error=error
-        ),
-        on_cancelled=dataset.delete_files,
-    )
+    def cancelled() -> None:
+        log.info("dataset %s was deleted while processing; stopped", dataset_id)
+        dataset.delete_files()
+
+    def failed(error: dict, traceback: str) -> None:
+        services.dataset_mark_failed(dataset_id=dataset_id, error=error)
+
+    ran = run_guarded(work, what="Processing", on_failed=failed, on_cancelled=cancelled)
     if ran.state != "succeeded":
         return ran.state
     result = ran.value

@@ -44,14 +44,15 @@ def _readme(folder: Path) -> str | None:
 def _run(model: RegisteredModel, work: Callable[[], tuple[Any, str | None]]) -> str:
     """Run ``work`` -> (ModelInfo, card) and record the outcome; files go on failure."""
     folder = model.storage_dir
-    ran = run_guarded(
-        work,
-        what="Preparing the model",
-        on_failed=lambda error, _tb: services.model_mark_failed(model_id=model.pk, error=error),
-    )
-    if ran.state != "succeeded":  # nothing cancels a model's preparation; failed is the rest
+
+    def failed(error: dict[str, Any], traceback: str) -> None:
+        # Files first: once the record says "failed", nothing of the upload is left.
         shutil.rmtree(folder, ignore_errors=True)
-        return "failed"
+        services.model_mark_failed(model_id=model.pk, error=error)
+
+    ran = run_guarded(work, what="Processing", on_failed=failed)
+    if ran.state != "succeeded":
+        return ran.state
     info, card = ran.value
     if services.model_mark_ready(model_id=model.pk, info=info.as_dict(), card=card) is None:
         shutil.rmtree(folder, ignore_errors=True)  # deleted while we worked
