@@ -8,18 +8,8 @@ import pytest
 from django.test import Client
 
 from llmweb.catalog.models import Dataset
-from tests.catalog.datasets_support import (
-    csv_bytes,
-    files_under,
-    jsonl_bytes,
-    labelled,
-    parquet_bytes,
-    post_dataset,
-    records,
-    settled,
-    zip_bytes,
-)
-from tests.conftest import shared_data
+from tests.factories import csv_bytes, jsonl_bytes, labelled, parquet_bytes, records, zip_bytes
+from tests.support import files_under, post_dataset, shared_data, wait_dataset_settled
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,7 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def upload_and_settle(client, filename: str, content: bytes, **fields) -> Dataset:
     r = post_dataset(client, filename, content, **fields)
     assert r.status_code == 201, r.json()
-    return settled(r.json()["id"])
+    return wait_dataset_settled(r.json()["id"])
 
 
 FORMATS = [
@@ -165,7 +155,7 @@ def test_the_form_page_uploads_without_javascript(worker, alice, team):
         },
     )
     assert r.status_code == 302, r.content.decode()[:2000]
-    ds = settled(int(r["Location"].rstrip("/").rsplit("/", 1)[1]))
+    ds = wait_dataset_settled(int(r["Location"].rstrip("/").rsplit("/", 1)[1]))
     assert (ds.status, ds.name, ds.seed, sum(ds.num_rows.values())) == (
         "ready",
         "form upload",

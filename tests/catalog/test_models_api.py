@@ -10,7 +10,7 @@ from llmweb.accounts import services as accounts
 from llmweb.accounts.models import Role
 from llmweb.catalog.models import Dataset, RegisteredModel
 from llmweb.catalog.services.model_facts import preset_param_count_exact
-from tests.catalog.models_support import zip_members
+from tests.support import zip_members
 
 
 @pytest.fixture

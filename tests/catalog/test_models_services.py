@@ -19,14 +19,8 @@ from llmweb.catalog.models import Dataset, ModelSource, ModelStatus, RegisteredM
 from llmweb.catalog.services import models as services
 from llmweb.catalog.services.model_common import create_versioned
 from llmweb.catalog.services.model_facts import bundled_model_info, preset_param_count_exact
-from tests.catalog.models_support import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "gpt2")
 
 
 def _record(team, name, *, parent=None, dataset=None, job=None, **kw) -> RegisteredModel:

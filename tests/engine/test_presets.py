@@ -19,8 +19,9 @@ from jobs.engine.presets import (
     preset_param_count,
 )
 from jobs.engine.tokenizers_train import train_tokenizer
+from tests.support import shared_data
 
-SHAKESPEARE = Path(__file__).resolve().parents[2] / "llmweb/catalog/samples/tinyshakespeare.txt"
+SHAKESPEARE = shared_data("tinyshakespeare.txt")
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobs.models import Job
-from tests.jobs.factories import bundled_model, ready_dataset, sms_rows
+from tests.factories import bundled_model, ready_dataset, sms_rows
 
 
 @pytest.fixture

@@ -5,41 +5,15 @@ from __future__ import annotations
 import pytest
 
 from jobs.models import Job, JobEvent
-from tests.jobs.factories import bundled_model, preset_model, ready_dataset, sms_rows
-from tests.support import wait_for
+from tests.factories import bundled_model, preset_model, ready_dataset, sms_rows
+from tests.support import progress_steps, submit_job, wait_for, wait_job_status
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-FINISHED = ("succeeded", "failed", "cancelled")
-
-
-def wait_status(job_id: int, statuses=FINISHED, timeout: float = 180) -> Job:
-    def check():
-        job = Job.objects.get(pk=job_id)
-        return job if job.status in statuses else None
-
-    return wait_for(check, timeout=timeout, interval=0.2, what=f"job {job_id} in {statuses}")
-
-
-def submit(client, model, dataset, **params):
-    r = client.post(
-        "/api/v1/jobs/",
-        {"base_model": model.id, "dataset": dataset.id, "params": params},
-        format="json",
-    )
-    assert r.status_code == 201, r.json()
-    return r.json()
-
-
-def progress_steps(job_id: int) -> list[int]:
-    return [
-        e.data["step"]
-        for e in JobEvent.objects.filter(job_id=job_id, kind="progress").order_by("seq")
-    ]
 
 
 def test_finetune_minilm_classification_end_to_end(worker, api, alice, team):
     sms = ready_dataset(team, "classification", sms_rows(96), name="sms")
-    body = submit(
+    body = submit_job(
         api(alice),
         bundled_model(team),
         sms,
@@ -49,7 +23,7 @@ def test_finetune_minilm_classification_end_to_end(worker, api, alice, team):
         learning_rate=1e-4,
         save_steps=3,
     )
-    job = wait_status(body["id"])
+    job = wait_job_status(body["id"])
     assert job.status == "succeeded", (job.error, worker.output()[-3000:])
     assert job.device == "cpu" and job.step == 6
     assert progress_steps(job.pk) == [1, 2, 3, 4, 5, 6]
@@ -114,7 +88,7 @@ def test_each_task_type_trains_and_yields_a_loadable_model(
         format="json",
     )
     assert r.status_code == 201, r.json()
-    job = wait_status(r.json()["id"])
+    job = wait_job_status(r.json()["id"])
     assert job.status == "succeeded", (job.error, worker.output()[-3000:])
     assert progress_steps(job.pk) == [1, 2, 3]
     assert (
@@ -135,10 +109,10 @@ def test_each_task_type_trains_and_yields_a_loadable_model(
 def test_cancel_while_queued_and_while_running_then_resume_and_retry(worker, api, alice, team):
     sms = ready_dataset(team, "classification", sms_rows(200), name="sms")
     client = api(alice)
-    running = submit(
+    running = submit_job(
         client, bundled_model(team), sms, max_steps=400, batch_size=8, max_length=64, save_steps=2
     )
-    queued = submit(client, bundled_model(team), sms, max_steps=2, batch_size=8)
+    queued = submit_job(client, bundled_model(team), sms, max_steps=2, batch_size=8)
     # The single-slot worker is busy, so the second job waits; cancelling it means it never starts.
     wait_for(
         lambda: len(progress_steps(running["id"])) >= 3, timeout=120, what="the first job to train"
@@ -148,7 +122,7 @@ def test_cancel_while_queued_and_while_running_then_resume_and_retry(worker, api
 
     r = client.post(f"/api/v1/jobs/{running['id']}/cancel/")
     assert r.status_code == 200 and r.json()["cancel_requested"]
-    job = wait_status(running["id"], timeout=60)
+    job = wait_job_status(running["id"], timeout=60)
     assert job.status == "cancelled" and job.checkpoint_step and job.checkpoint_step >= 2
     assert any(p.name.startswith("checkpoint-") for p in job.checkpoint_dir.iterdir())
     stopped_at = job.step
@@ -165,7 +139,7 @@ def test_cancel_while_queued_and_while_running_then_resume_and_retry(worker, api
     )
     r = client.post(f"/api/v1/jobs/{job.pk}/resume/")
     assert r.status_code == 200 and r.json()["status"] == "queued"
-    job = wait_status(job.pk)
+    job = wait_job_status(job.pk)
     assert job.status == "succeeded", (job.error, worker.output()[-3000:])
     resumed = JobEvent.objects.filter(job=job, kind="resumed").last()
     assert resumed.data["from_step"] == ckpt
@@ -181,4 +155,4 @@ def test_cancel_while_queued_and_while_running_then_resume_and_retry(worker, api
         and r.json()["id"] != queued["id"]
         and r.json()["retry_of"] == queued["id"]
     )
-    assert wait_status(r.json()["id"]).status == "succeeded"
+    assert wait_job_status(r.json()["id"]).status == "succeeded"

@@ -9,8 +9,8 @@ import pytest
 import websockets
 from django.conf import settings
 
-from tests.jobs.factories import bundled_model, ready_dataset, sms_rows
-from tests.jobs.test_job_lifecycle import wait_status
+from tests.factories import bundled_model, ready_dataset, sms_rows
+from tests.support import wait_job_status
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -68,7 +68,7 @@ def test_websocket_streams_steps_in_order_and_replays_history(
         if m["kind"] == "progress"
     )
     assert live[-1]["data"]["status"] == "succeeded"
-    wait_status(job_id)
+    wait_job_status(job_id)
 
     # A reconnecting client that saw up to seq 5 gets exactly the rest from history.
     total = seqs[-1]

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from jobs.models import Job, JobEvent
-from tests.jobs.factories import bundled_model, ready_dataset, sms_rows
-from tests.jobs.test_job_lifecycle import wait_status
-from tests.support import Worker, wait_for
+from tests.factories import bundled_model, ready_dataset, sms_rows
+from tests.support import Worker, wait_for, wait_job_status
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 QUEUE = "gpu-killtest"
@@ -48,7 +47,7 @@ def test_killed_worker_job_resumes_from_checkpoint_on_a_new_worker(
 
         # A fresh worker with beat: its reaper sees the stale heartbeat and queues the job again.
         second = Worker(queues=f"{QUEUE},default", beat=True, env=fast_reaper).wait_ready()
-        job = wait_status(job_id, timeout=240)
+        job = wait_job_status(job_id, timeout=240)
         assert job.status == "succeeded", (job.error, second.output()[-3000:])
         assert job.attempts == 2 and job.step == 24
 

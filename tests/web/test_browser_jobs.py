@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 
 from jobs.models import Job
-from tests.jobs.factories import bundled_model, ready_dataset, sms_rows
-from tests.web.conftest import login, needs_chromium
+from tests.factories import bundled_model, ready_dataset, sms_rows
+from tests.support import browser_login
 
 pytestmark = [
     pytest.mark.browser,
-    needs_chromium,
     pytest.mark.slow,
     pytest.mark.django_db(transaction=True),
 ]
@@ -22,7 +21,7 @@ def test_start_job_from_form_and_watch_chart_grow(
     page, base = browser_page, live_server_proc.url
     sms = ready_dataset(team, "classification", sms_rows(96), name="sms")
     model = bundled_model(team)
-    login(page, base, "alice")
+    browser_login(page, base, "alice")
     page.goto(base + "/jobs/new/")
     page.select_option("#id_base_model", str(model.id))
     page.select_option("#id_dataset", str(sms.id))
