@@ -19,8 +19,7 @@ from llmweb.catalog.models import Dataset, ModelSource, ModelStatus, RegisteredM
 from llmweb.catalog.services import models as services
 from llmweb.catalog.services.model_common import create_versioned
 from llmweb.catalog.services.model_facts import bundled_model_info, preset_param_count_exact
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT
 
 
 def _record(team, name, *, parent=None, dataset=None, job=None, **kw) -> RegisteredModel:

@@ -31,11 +31,11 @@ from jobs.engine.models import (
 )
 from jobs.engine.presets import preset_param_count
 from tests.factories import tiny_preset_folder, zip_folder
-from tests.support import shared_data
+from tests.support import ROOT, shared_data
 
 SHAKESPEARE = shared_data("tinyshakespeare.txt")
 MB = 1 << 20
-REPO = Path(__file__).resolve().parents[2]
+REPO = ROOT
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -19,10 +18,10 @@ from jobs.engine.presets import (
     preset_param_count,
 )
 from jobs.engine.tokenizers_train import train_tokenizer
-from tests.support import shared_data
+from tests.support import ROOT, shared_data
 
 SHAKESPEARE = shared_data("tinyshakespeare.txt")
-REPO = Path(__file__).resolve().parents[2]
+REPO = ROOT
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from jobs.engine.data import (
     stats_warnings,
     suggest_mapping,
 )
-from tests.support import shared_data
+from tests.support import ROOT, shared_data
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SMS = shared_data("SMSSpamCollection.tsv")
@@ -575,7 +575,7 @@ def test_engine_imports_no_django():
         capture_output=True,
         text=True,
         check=True,
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=ROOT,
     )
     assert out.stdout.strip() == "False"
 
