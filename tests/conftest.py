@@ -2,9 +2,7 @@
 
 Personas: alice owns a team, bob is a member of it, charlie has no access (he owns his own).
 
-Skips are accounted for. The only allowed skips are ``gpu`` tests on a machine without
-CUDA and ``browser`` tests where Chromium is absent; the run prints how many tests skipped
-and why, and when ``CI`` is set any skip that is not a ``gpu`` test fails the run.
+Skips are decided and counted by the ``tests.skips`` plugin.
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -27,65 +24,7 @@ from tests.support import LiveServer, Worker
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-# --- skips: decided here, counted, and refused in CI ----------------------------------------
-
-_SKIP_GPU = "gpu: CUDA is not available on this machine"
-_SKIP_BROWSER = f"browser: Chromium is not at {support.CHROMIUM}"
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    gpu_items = [i for i in items if i.get_closest_marker("gpu")]
-    if gpu_items and not _cuda_available():
-        for item in gpu_items:
-            item.add_marker(pytest.mark.skip(reason=_SKIP_GPU))
-    if not support.chromium_present():
-        for item in items:
-            if item.get_closest_marker("browser"):
-                item.add_marker(pytest.mark.skip(reason=_SKIP_BROWSER))
-
-
-def _skips(terminalreporter) -> list[tuple[str, bool, str]]:
-    """(nodeid, is a gpu test, reason) of every skipped test in this run."""
-    out = []
-    for report in terminalreporter.stats.get("skipped", []):
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        reason = reason.removeprefix("Skipped: ")
-        out.append((report.nodeid, "gpu" in report.keywords, reason))
-    return out
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    skips = _skips(terminalreporter)
-    terminalreporter.section("skips")
-    if not skips:
-        terminalreporter.write_line("0 tests skipped")
-        return
-    terminalreporter.write_line(f"{len(skips)} tests skipped:")
-    for reason, n in Counter(reason for _, _, reason in skips).most_common():
-        terminalreporter.write_line(f"  {n:4d} x {reason}")
-    forbidden = [nodeid for nodeid, gpu, _ in skips if not gpu]
-    if os.environ.get("CI") and forbidden:
-        terminalreporter.write_line(
-            f"CI is set: {len(forbidden)} skipped tests are not gpu tests; failing the run:",
-            red=True,
-        )
-        for nodeid in forbidden:
-            terminalreporter.write_line(f"  {nodeid}", red=True)
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if not os.environ.get("CI") or reporter is None:
-        return
-    if any(not gpu for _, gpu, _ in _skips(reporter)) and session.exitstatus == 0:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+pytest_plugins = ["tests.skips"]
 
 
 @pytest.fixture(autouse=True)
@@ -181,9 +120,11 @@ def browser_page(live_server_proc):
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     from playwright.sync_api import sync_playwright
 
+    from tests.skips import CHROMIUM
+
     with sync_playwright() as p:
         browser = p.chromium.launch(
-            executable_path=support.CHROMIUM, headless=True, args=support.CHROMIUM_ARGS
+            executable_path=CHROMIUM, headless=True, args=support.CHROMIUM_ARGS
         )
         page = browser.new_page()
         page.set_default_timeout(30_000)

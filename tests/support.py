@@ -332,7 +332,6 @@ def ws_job_connect(
 
 # --- browser -------------------------------------------------------------------------------
 
-CHROMIUM = os.environ.get("LLMWEB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -342,12 +341,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-def chromium_present() -> bool:
-    import shutil
-
-    return shutil.which(CHROMIUM) is not None
 
 
 def browser_login(page, base: str, username: str, password: str | None = None) -> None:
