@@ -121,6 +121,9 @@ def test_card_can_be_edited(api, alice, uploaded):
         f"/api/v1/models/{uploaded.pk}/", {"card": "# Tiny\nBetter now."}, format="json"
     )
     assert r.status_code == 200 and r.json()["card"] == "# Tiny\nBetter now."
+    uploaded.refresh_from_db()
+    assert uploaded.card == "# Tiny\nBetter now."
+    assert api(alice).get(f"/api/v1/models/{uploaded.pk}/").json()["card"] == uploaded.card
 
 
 def test_delete_is_refused_with_409_while_a_queued_job_uses_it(api, alice, team, uploaded):
