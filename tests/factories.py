@@ -339,3 +339,24 @@ def hostile_archive(kind: str, folder: Path, tmp: Path) -> Path:
     if kind == "bomb":
         return zip_folder(folder, tmp / "bomb.zip", extra={"model/zeros.txt": bytes(40 << 20)})
     raise ValueError(kind)
+
+
+# --- job histories -------------------------------------------------------------------------
+
+
+def job_history(job, n: int, *, kind: str = "progress") -> list:
+    """Append ``n`` events to ``job``'s history at once (dense seqs after its last one).
+
+    For tests of reading long histories; a worker appends one at a time through services.
+    """
+    from jobs.models import Job, JobEvent
+
+    job.refresh_from_db()
+    start = job.last_seq
+    events = JobEvent.objects.bulk_create(
+        JobEvent(job=job, seq=start + i, kind=kind, data={"step": i, "loss": 1.0 / i})
+        for i in range(1, n + 1)
+    )
+    Job.objects.filter(pk=job.pk).update(last_seq=start + n)
+    job.refresh_from_db()
+    return events

@@ -7,13 +7,14 @@ modules only, never from ``conftest.py`` or from each other.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -351,3 +352,20 @@ def browser_login(page, base: str, username: str, password: str | None = None) -
     page.fill("#id_password", password or PASSWORD)
     page.click("form button[type=submit]")
     page.wait_for_url(base + "/")
+
+
+@contextlib.contextmanager
+def broker_unreachable() -> Iterator[None]:
+    """Point this process's Celery producer at a closed port (a broker that is down)."""
+    from llmweb.celery import app
+
+    old = app.conf.broker_url
+    app.pool.force_close_all()
+    app._pool = None  # the producer pool is built from broker_url on first use
+    app.conf.broker_url = "redis://127.0.0.1:1/0"
+    try:
+        yield
+    finally:
+        app.pool.force_close_all()
+        app._pool = None
+        app.conf.broker_url = old

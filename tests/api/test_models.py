@@ -201,3 +201,35 @@ def test_openapi_documents_the_model_endpoints(client, alice):
         assert path in paths, path
     create = paths["/api/v1/models/"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/json"} <= set(create)
+
+
+def _preset(client, team_id: int, **tokenizer):
+    body = {"source": "preset", "family": "gpt2", "size": "tiny", "team": team_id, **tokenizer}
+    return client.post("/api/v1/models/", body, format="json")
+
+
+def test_a_preset_tokenizer_cannot_be_trained_on_another_teams_dataset(
+    api, alice, team, charlie, charlie_team
+):
+    theirs = Dataset.objects.create(
+        team=charlie_team, name="theirs", schema="causal-lm", status="ready"
+    )
+    before = RegisteredModel.objects.count()
+    # An outsider's id reads as "not found", not as "forbidden".
+    r = _preset(api(alice), team.pk, tokenizer_dataset=theirs.pk, vocab_size=512)
+    assert r.status_code == 404 and r.json()["detail"]
+    # A person in both teams still cannot mix them: the dataset must be in the model's team.
+    accounts.team_invite(by=charlie, team=charlie_team, username="alice", role=Role.MEMBER)
+    r = _preset(api(alice), team.pk, tokenizer_dataset=theirs.pk, vocab_size=512)
+    assert r.status_code == 400 and "not in this team" in r.json()["detail"]
+    assert RegisteredModel.objects.count() == before
+
+
+def test_a_preset_tokenizer_cannot_be_copied_from_another_teams_model(
+    api, alice, team, charlie_team
+):
+    theirs = RegisteredModel.objects.get(team=charlie_team, source="bundled")
+    before = RegisteredModel.objects.count()
+    r = _preset(api(alice), team.pk, tokenizer_model=theirs.pk)
+    assert r.status_code == 404 and r.json()["detail"]
+    assert RegisteredModel.objects.count() == before
