@@ -360,3 +360,30 @@ def job_history(job, n: int, *, kind: str = "progress") -> list:
     Job.objects.filter(pk=job.pk).update(last_seq=start + n)
     job.refresh_from_db()
     return events
+
+
+def sms_rows_balanced_held_out(held_out: int = 16, seed: int = 0) -> list[dict]:
+    """SMS rows for an 80/10/10 ``ready_dataset``: validation and test are half spam.
+
+    ``8 * held_out`` training rows (a third spam) come first, then ``held_out`` validation
+    and ``held_out`` test rows, disjoint from them. On a balanced test split a constant
+    answer scores 50% accuracy and at best ln 2 loss, so beating either shows learning.
+    """
+    with open(shared_data("SMSSpamCollection.tsv"), encoding="utf-8") as f:
+        rows = [
+            {"label": r[0], "text": r[1]}
+            for r in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        ]
+    random.Random(seed).shuffle(rows)
+    spam = [r for r in rows if r["label"] == "spam"]
+    ham = [r for r in rows if r["label"] == "ham"]
+    half = held_out // 2
+    held = []
+    for i in range(2):  # validation, then test
+        part = spam[i * half : (i + 1) * half] + ham[i * half : (i + 1) * half]
+        random.Random(seed + i).shuffle(part)
+        held += part
+    train_spam = spam[2 * half : 2 * half + (8 * held_out) // 3]
+    train = train_spam + ham[2 * half : 2 * half + 8 * held_out - len(train_spam)]
+    random.Random(seed).shuffle(train)
+    return train + held
