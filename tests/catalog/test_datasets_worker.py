@@ -10,7 +10,14 @@ from django.test import Client
 
 from llmweb.catalog.models import Dataset
 from tests.factories import csv_bytes, jsonl_bytes, labelled, parquet_bytes, records, zip_bytes
-from tests.support import files_under, post_dataset, shared_data, wait_dataset_settled, wait_for
+from tests.support import (
+    SETTLE_TIMEOUT,
+    files_under,
+    post_dataset,
+    shared_data,
+    wait_dataset_settled,
+    wait_for,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -176,21 +183,23 @@ def test_deleting_while_processing_stops_the_work_and_removes_files(worker, api,
     # 1. Processing had started: the worker claimed the row and reported progress on it.
     wait_for(
         lambda: Dataset.objects.filter(pk=ds.pk, status="processing", progress__gt=0).exists(),
-        what="the worker to report progress",
+        timeout=SETTLE_TIMEOUT,
         interval=0.05,
+        what="the worker to report progress",
     )
     assert api(alice).delete(f"/api/v1/datasets/{ds.pk}/").status_code == 204
 
     # 2. The worker stopped: its task noticed the row was gone and returned "cancelled"
     #    (a task that ran on to the end would log "gone" or "ready" instead).
     stopped = f"dataset {ds.pk} was deleted while processing; stopped"
-    wait_for(lambda: stopped in worker.output(), what="the worker to stop")
+    wait_for(lambda: stopped in worker.output(), timeout=SETTLE_TIMEOUT, what="the worker to stop")
     ended = re.compile(r"process_dataset\[[^\]]+\] succeeded in [\d.]+s: '(\w+)'")
-    after_stop = worker.output().split(stopped, 1)[1]
     result = wait_for(
-        lambda: ended.search(worker.output().split(stopped, 1)[1]), what="the task to end"
+        lambda: ended.search(worker.output().split(stopped, 1)[1]),
+        timeout=SETTLE_TIMEOUT,
+        what="the task to end",
     )
-    assert result.group(1) == "cancelled", after_stop[-2000:]
+    assert result.group(1) == "cancelled", worker.output()[-2000:]
 
     # 3. It wrote nothing back afterwards: no files, no row, and no later write revived them.
     assert files_under(folder) == [] and not Dataset.objects.filter(pk=ds.pk).exists()

@@ -82,6 +82,9 @@ def test_run_command_serves_health_prints_working_credentials_and_stops_on_ctrl_
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,  # its own process group, as a terminal gives it
+        # A terminal leaves SIGINT at its default; a test runner started in the background
+        # may have it ignored, and children inherit that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
     reader.start()

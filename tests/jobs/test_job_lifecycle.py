@@ -14,7 +14,7 @@ from tests.factories import (
     sms_rows,
     sms_rows_balanced_held_out,
 )
-from tests.support import progress_steps, submit_job, wait_for, wait_job_status
+from tests.support import JOB_TIMEOUT, progress_steps, submit_job, wait_for, wait_job_status
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -200,7 +200,11 @@ def test_cancel_while_queued_and_while_running_then_resume_and_retry(worker, api
     )
     queued = submit_job(client, bundled_model(team), sms, max_steps=2, batch_size=8)
     # The single-slot worker is busy, so the second job waits; cancelling it means it never starts.
-    wait_for(lambda: len(progress_steps(running["id"])) >= 3, what="the first job to train")
+    wait_for(
+        lambda: len(progress_steps(running["id"])) >= 3,
+        timeout=JOB_TIMEOUT,
+        what="the first job to train",
+    )
     r = client.post(f"/api/v1/jobs/{queued['id']}/cancel/")
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
 

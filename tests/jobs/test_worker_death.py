@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from jobs.models import Job, JobEvent
 from tests.factories import bundled_model, ready_dataset, sms_rows
-from tests.support import Worker, wait_for, wait_job_status
+from tests.support import JOB_TIMEOUT, Worker, wait_for, wait_job_status
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 QUEUE = "gpu-killtest"
@@ -41,6 +41,7 @@ def test_killed_worker_job_resumes_from_checkpoint_on_a_new_worker(
             lambda: (
                 (j := Job.objects.get(pk=job_id)).checkpoint_step and j.step > j.checkpoint_step
             ),
+            timeout=JOB_TIMEOUT,
             interval=0.05,
             what="a checkpoint and a step past it",
         )
