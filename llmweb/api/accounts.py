@@ -69,7 +69,7 @@ class TeamViewSet(
     @extend_schema(request=s.RoleSerializer, responses=s.MemberSerializer)
     @action(detail=True, methods=["patch", "delete"], url_path=r"members/(?P<user_id>\d+)")
     def member(self, request, pk=None, user_id=None):
-        team = Membership.objects.get(team_id=pk, user_id=user_id).team  # BROKEN on purpose
+        team = self.get_object()
         m = self._membership(team, user_id)
         if request.method == "DELETE":
             services.membership_remove(by=request.user, membership=m)
