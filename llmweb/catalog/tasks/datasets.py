@@ -86,7 +86,7 @@ class RowReporter:
             pk=self.dataset_id, status=DatasetStatus.PROCESSING
         ).update(progress=round(progress, 4), progress_message=message)
         if not updated:
-            pass  # BROKEN on purpose: a deleted row no longer stops the work
+            self.stopped = True
 
     def should_stop(self) -> bool:
         return self.stopped
