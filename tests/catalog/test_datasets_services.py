@@ -9,8 +9,8 @@ from llmweb.accounts import services as accounts
 from llmweb.catalog.models import Dataset
 from llmweb.catalog.services import datasets as services
 from llmweb.core.errors import DomainError
-from tests.catalog.datasets_support import csv_bytes, files_under, upload_file
-from tests.conftest import make_user, shared_data
+from tests.factories import csv_bytes, make_user, upload_file
+from tests.support import files_under, shared_data
 
 pytestmark = pytest.mark.django_db
 

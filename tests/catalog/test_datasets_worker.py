@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from django.test import Client
 
 from llmweb.catalog.models import Dataset
-from tests.catalog.datasets_support import (
-    csv_bytes,
+from tests.factories import csv_bytes, jsonl_bytes, labelled, parquet_bytes, records, zip_bytes
+from tests.support import (
+    SETTLE_TIMEOUT,
     files_under,
-    jsonl_bytes,
-    labelled,
-    parquet_bytes,
     post_dataset,
-    records,
-    settled,
-    zip_bytes,
+    shared_data,
+    wait_dataset_settled,
+    wait_for,
 )
-from tests.conftest import shared_data
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,7 +25,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def upload_and_settle(client, filename: str, content: bytes, **fields) -> Dataset:
     r = post_dataset(client, filename, content, **fields)
     assert r.status_code == 201, r.json()
-    return settled(r.json()["id"])
+    return wait_dataset_settled(r.json()["id"])
 
 
 FORMATS = [
@@ -165,7 +163,7 @@ def test_the_form_page_uploads_without_javascript(worker, alice, team):
         },
     )
     assert r.status_code == 302, r.content.decode()[:2000]
-    ds = settled(int(r["Location"].rstrip("/").rsplit("/", 1)[1]))
+    ds = wait_dataset_settled(int(r["Location"].rstrip("/").rsplit("/", 1)[1]))
     assert (ds.status, ds.name, ds.seed, sum(ds.num_rows.values())) == (
         "ready",
         "form upload",
@@ -177,11 +175,31 @@ def test_the_form_page_uploads_without_javascript(worker, alice, team):
 
 
 def test_deleting_while_processing_stops_the_work_and_removes_files(worker, api, alice, team):
-    content = ("text,label\n" + "\n".join(labelled(200_000)) + "\n").encode()
+    content = ("text,label\n" + "\n".join(labelled(400_000)) + "\n").encode()
     r = post_dataset(api(alice), "big.csv", content)
     ds = Dataset.objects.get(pk=r.json()["id"])
     folder = ds.storage_dir
-    assert api(alice).delete(f"/api/v1/datasets/{ds.pk}/").status_code == 204
-    from tests.support import wait_for
 
-    wait_for(lambda: not folder.exists() or not files_under(folder), timeout=60, what="cleanup")
+    # 1. Processing had started: the worker claimed the row and reported progress on it.
+    wait_for(
+        lambda: Dataset.objects.filter(pk=ds.pk, status="processing", progress__gt=0).exists(),
+        timeout=SETTLE_TIMEOUT,
+        interval=0.05,
+        what="the worker to report progress",
+    )
+    assert api(alice).delete(f"/api/v1/datasets/{ds.pk}/").status_code == 204
+
+    # 2. The worker stopped: its task noticed the row was gone and returned "cancelled"
+    #    (a task that ran on to the end would log "gone" or "ready" instead).
+    stopped = f"dataset {ds.pk} was deleted while processing; stopped"
+    wait_for(lambda: stopped in worker.output(), timeout=SETTLE_TIMEOUT, what="the worker to stop")
+    ended = re.compile(r"process_dataset\[[^\]]+\] succeeded in [\d.]+s: '(\w+)'")
+    result = wait_for(
+        lambda: ended.search(worker.output().split(stopped, 1)[1]),
+        timeout=SETTLE_TIMEOUT,
+        what="the task to end",
+    )
+    assert result.group(1) == "cancelled", worker.output()[-2000:]
+
+    # 3. It wrote nothing back afterwards: no files, no row, and no later write revived them.
+    assert files_under(folder) == [] and not Dataset.objects.filter(pk=ds.pk).exists()

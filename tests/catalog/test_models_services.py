@@ -18,15 +18,7 @@ from llmweb.catalog.services import models as services
 from llmweb.catalog.services.common import create_versioned
 from llmweb.catalog.services.model_facts import bundled_model_info, preset_param_count_exact
 from llmweb.core.errors import DomainError
-from tests.catalog.models_support import build_tiny_model
-from tests.jobs.factories import job_record
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "gpt2")
+from tests.factories import job_record
 
 
 def _record(team, name, *, parent=None, dataset=None, job=None, **kw) -> RegisteredModel:

@@ -6,11 +6,9 @@ import re
 
 import pytest
 
-from tests.catalog.models_support import build_tiny_model, zip_folder
-from tests.conftest import make_user
-from tests.web.conftest import needs_chromium
+from tests.factories import make_user, tiny_preset_folder, zip_folder
 
-pytestmark = [pytest.mark.browser, needs_chromium]
+pytestmark = [pytest.mark.browser]
 
 
 @pytest.fixture
@@ -26,7 +24,7 @@ def test_upload_form_shows_progress_and_the_model_becomes_ready(
 
     user = make_user("hedy")
     user_signup_setup(user=user)
-    archive = zip_folder(build_tiny_model(tmp_path / "gpt2"), tmp_path / "tiny-gpt.zip")
+    archive = zip_folder(tiny_preset_folder(tmp_path / "gpt2"), tmp_path / "tiny-gpt.zip")
     base = live_server_proc.url
 
     page.goto(base + "/accounts/login/")
