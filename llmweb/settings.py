@@ -171,7 +171,13 @@ CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 7 * 24 * 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 7 * 24 * 3600,
+    # Job priority: ten Redis priority lists, consumed in order (jobs.services maps the
+    # API's "higher first" onto Redis's "0 first").
+    "priority_steps": list(range(10)),
+    "queue_order_strategy": "priority",
+}
 if TEST_RUN:
     CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = f"test{TEST_RUN}:"
 CELERY_RESULT_EXPIRES = 3600
