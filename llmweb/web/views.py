@@ -17,7 +17,9 @@ from llmweb.web.common import form_errors
 
 
 def not_found(request, exception=None):
-    return render(request, "404.html", {"message": str(exception or "")}, status=404)
+    """A plain 404. The exception is never shown: the resolver's carries its ``tried`` list
+    with server paths, and an object lookup's would tell whether another team's id exists."""
+    return render(request, "404.html", {}, status=404)
 
 
 def signup(request):
