@@ -127,7 +127,9 @@ class DatasetViewSet(viewsets.GenericViewSet):
         request={"multipart/form-data": ds_s.DatasetUploadSerializer},
         responses={201: ds_s.DatasetSerializer, 413: OpenApiTypes.OBJECT, 415: OpenApiTypes.OBJECT},
         description="Upload a data file. Fields: file, schema, name, description, mapping (JSON), "
-        "split_ratios, seed, stratify, encoding, txt_mode, team.",
+        "split_ratios, seed, stratify, encoding, txt_mode, format, delimiter, has_header, team. "
+        "A binary file, or one whose columns cannot fill the schema, is refused with 400 and "
+        "nothing is stored.",
     )
     def create(self, request):
         if refused := _refuse_non_multipart(request):
@@ -159,6 +161,9 @@ class DatasetViewSet(viewsets.GenericViewSet):
                 stratify=v.get("stratify", True),
                 encoding=v.get("encoding") or "",
                 txt_mode=v.get("txt_mode") or "lines",
+                fmt=v.get("format") or None,
+                delimiter=v.get("delimiter") or None,
+                has_header=v.get("has_header") or None,
             )
         except services.DatasetUploadTooLarge as exc:
             return _too_large(exc.message)
@@ -194,6 +199,15 @@ class DatasetViewSet(viewsets.GenericViewSet):
         except ValidationError as exc:
             return error_response(" ".join(exc.messages), code="bad_extension", param="file")
         partial = str(request.data.get("partial", "")).lower() in ("1", "true", "on", "yes")
+        try:
+            options = services.parse_read_options(
+                fmt=request.data.get("format"),
+                delimiter=request.data.get("delimiter"),
+                has_header=request.data.get("has_header"),
+            )
+        except ValidationError as exc:
+            field, messages = next(iter(exc.message_dict.items()))
+            return error_response(" ".join(messages), code="invalid", param=field)
         tmp_root = Path(settings.STORAGE_DIR) / "tmp"
         tmp_root.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix=".inspect-", dir=tmp_root))
@@ -208,7 +222,9 @@ class DatasetViewSet(viewsets.GenericViewSet):
                     out.write(chunk)
             if partial and written >= INSPECT_HEAD:
                 dataset_files.trim_partial(path)
-            info = dataset_files.inspect_upload(path, encoding=request.data.get("encoding") or "")
+            info = dataset_files.inspect_upload(
+                path, encoding=request.data.get("encoding") or "", options=options
+            )
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         if "error" in info:

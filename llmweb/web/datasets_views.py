@@ -66,6 +66,9 @@ def dataset_new(request):
                 stratify=bool(d.get("stratify")),
                 encoding=d.get("encoding") or "",
                 txt_mode=d.get("txt_mode") or "lines",
+                fmt=d.get("format") or None,
+                delimiter=d.get("delimiter") or None,
+                has_header=d.get("has_header") or None,
             )
         except ValidationError as exc:
             form_errors(form, exc)

@@ -88,10 +88,18 @@ def test_file_names_lose_folders_and_odd_characters(raw, clean):
     assert services.clean_filename(raw) == clean
 
 
-@pytest.mark.parametrize("name", ["model.exe", "data.xlsx", "README", "archive.tar.gz"])
+@pytest.mark.parametrize("name", ["model.exe", "data.xlsx", "archive.tar.gz"])
 def test_unknown_extensions_are_refused(name):
     with pytest.raises(ValidationError, match="upload one of"):
         services.clean_filename(name)
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [("yelp_labelled", "yelp_labelled"), ("scores.DAT", "scores.dat"), (".hidden", "hidden")],
+)
+def test_dat_and_extensionless_names_are_kept_for_the_content_to_decide(raw, clean):
+    assert services.clean_filename(raw) == clean
 
 
 @pytest.mark.parametrize(

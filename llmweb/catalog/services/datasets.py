@@ -31,6 +31,7 @@ from django.db.models import Max, ProtectedError
 from django.utils import timezone
 
 from llmweb.accounts.models import Team
+from llmweb.catalog import sniff
 from llmweb.catalog.models import Dataset, DatasetStatus, Schema
 from llmweb.catalog.services.common import CatalogConflict, require_write
 
@@ -45,7 +46,24 @@ CANONICAL: dict[str, tuple[str, ...]] = {
     "masked-lm": ("text",),
     "seq2seq": ("source", "target"),
 }
-EXTENSIONS = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt", ".zip")
+EXTENSIONS = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt", ".dat", ".zip")
+FORMATS = {
+    "": "Detect from the content",
+    "csv": "Delimited text (CSV and the like)",
+    "tsv": "Tab-separated (TSV)",
+    "json": "JSON array of objects",
+    "jsonl": "JSON lines",
+    "parquet": "Parquet",
+    "txt": "Plain text",
+}
+DELIMITER_CHOICES = {
+    "": "Detect",
+    "tab": "Tab",
+    "comma": "Comma ,",
+    "semicolon": "Semicolon ;",
+    "pipe": "Pipe |",
+}
+HEADER_CHOICES = {"": "Detect", "yes": "First row names the columns", "no": "No header row"}
 ENCODINGS = {
     "": "Detect automatically",
     "utf-8": "UTF-8",
@@ -85,17 +103,22 @@ def clean_filename(name: str | None) -> str:
     """A safe file name: no folders, only [A-Za-z0-9._-], a known extension kept.
 
     Browsers send names like ``C:\\Users\\me\\spam ✓.csv``; only the last part survives.
+    A name with no extension is kept as it is: its content decides how it is read.
     """
     raw = re.split(r"[\\/]", name or "")[-1]
     raw = unicodedata.normalize("NFKD", raw).encode("ascii", "ignore").decode()
     stem, dot, ext = raw.rpartition(".")
-    if not dot:
-        stem, ext = raw, ""
+    if not dot or not stem:
+        stem, ext = raw.lstrip("."), ""
     ext = ext.lower()
+    if not ext:
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")[:100] or "upload"
     if f".{ext}" not in EXTENSIONS:
-        shown = f".{ext}" if ext else "no extension"
         raise ValidationError(
-            {"file": f"{name or 'The file'} has {shown}; upload one of {', '.join(EXTENSIONS)}."}
+            {
+                "file": f"{name or 'The file'} has .{ext}; upload one of "
+                f"{', '.join(EXTENSIONS)} (or a file with no extension)."
+            }
         )
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")[:100] or "upload"
     return f"{stem}.{ext}"
@@ -205,6 +228,88 @@ def clean_encoding(encoding: str | None) -> str:
     return encoding
 
 
+def parse_read_options(
+    *, fmt: str | None = None, delimiter: str | None = None, has_header: Any = None
+) -> dict[str, Any]:
+    """The person's overrides of how the file is read; empty values mean "detect".
+
+    ``has_header`` accepts true/false, yes/no, 1/0 and ""/None/"auto" (detect).
+    """
+    fmt = (fmt or "").strip().lower()
+    if fmt not in FORMATS:
+        raise ValidationError(
+            {"format": f"Unknown format {fmt!r}; use one of {', '.join(f for f in FORMATS if f)}."}
+        )
+    delimiter = (delimiter or "").strip().lower()
+    delimiter = {"\t": "tab", "\\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}.get(
+        delimiter, delimiter
+    )
+    if delimiter not in DELIMITER_CHOICES:
+        raise ValidationError(
+            {
+                "delimiter": f"Unknown delimiter {delimiter!r}; use tab, comma, semicolon or pipe "
+                "(or leave it empty to detect)."
+            }
+        )
+    if delimiter and fmt not in ("", "csv", "tsv"):
+        raise ValidationError({"delimiter": f"A {fmt} file has no delimiter."})
+    if delimiter and fmt == "tsv" and delimiter != "tab":
+        raise ValidationError({"delimiter": "A TSV file is tab-separated; choose format csv."})
+    header = str(has_header).strip().lower() if has_header is not None else ""
+    if header in ("", "auto", "detect", "none"):
+        header_value = None
+    elif header in ("true", "yes", "1", "on"):
+        header_value = True
+    elif header in ("false", "no", "0", "off"):
+        header_value = False
+    else:
+        raise ValidationError({"has_header": "has_header is true, false or empty (detect)."})
+    out: dict[str, Any] = {}
+    if fmt:
+        out["format"] = fmt
+    if delimiter:
+        out["delimiter"] = delimiter
+    if header_value is not None:
+        out["has_header"] = header_value
+    return out
+
+
+def upload_read_plan(path: Path, *, filename: str, options: dict[str, Any]) -> sniff.ReadPlan:
+    """How the stored upload will be read; ValidationError for a file that is not data.
+
+    The same decision the worker makes (``catalog.tasks.datasets``), from the first
+    64 KiB, so the answer is instant and the web process never loads pandas.
+    """
+    head = sniff.read_head(path)
+    reason = sniff.binary_reason(head, filename)
+    if reason:
+        raise ValidationError({"file": reason})
+    return sniff.read_plan(
+        head, filename=filename, fmt=options.get("format"), delimiter=options.get("delimiter")
+    )
+
+
+def check_plan_fits_schema(plan: sniff.ReadPlan, *, schema: str, filename: str) -> None:
+    """Refuse now what processing would refuse later: too few columns for the schema."""
+    wanted = CANONICAL[schema]
+    if plan.columns is None or plan.columns >= len(wanted):
+        return
+    how = sniff.describe(plan)
+    hint = (
+        "If the file is separated by another character, choose its delimiter; "
+        if plan.format != "txt"
+        else "If its columns are separated by a tab, comma, semicolon or |, choose that "
+        "delimiter; for plain text choose causal-lm or masked-lm; "
+    )
+    raise ValidationError(
+        {
+            "file": f"{filename} reads as {how} with {plan.columns} column"
+            f"{'s' if plan.columns != 1 else ''}, but {schema} needs {len(wanted)} "
+            f"({', '.join(wanted)}). {hint}nothing was stored."
+        }
+    )
+
+
 # ---------------------------------------------------------------- upload
 
 
@@ -246,16 +351,22 @@ def dataset_upload_create(
     stratify: bool = True,
     encoding: str = "",
     txt_mode: str = "lines",
+    fmt: str | None = None,
+    delimiter: str | None = None,
+    has_header: Any = None,
 ) -> Dataset:
     """Store an uploaded data file as a new dataset version and queue its processing.
 
     The size limit is checked before anything is stored when the size is known, and
     again while copying, because a declared size may lie. The row and the file are
-    made in one transaction; if either fails, neither remains.
+    made in one transaction; if either fails, neither remains. The head of the file is
+    read before commit: binary data, or a file whose columns cannot fill the schema,
+    is refused here instead of becoming a failed record.
 
     Raises:
         PermissionDenied: a viewer.
-        ValidationError: bad name, schema, mapping, ratios, encoding, extension, empty file.
+        ValidationError: bad name, schema, mapping, ratios, encoding, extension, empty
+            file, binary file, read options, too few columns for the schema.
         DatasetUploadTooLarge: over ``LLMWEB_MAX_UPLOAD_BYTES``.
     """
     _require_write(user=user, team=team)
@@ -275,6 +386,7 @@ def dataset_upload_create(
         "stratify": bool(stratify),
         "claimed_encoding": clean_encoding(encoding),
         "txt_mode": txt_mode or "lines",
+        "read_options": parse_read_options(fmt=fmt, delimiter=delimiter, has_header=has_header),
     }
     if fields["txt_mode"] not in TXT_MODES:
         raise ValidationError({"txt_mode": "txt_mode must be 'lines' or 'corpus'."})
@@ -305,6 +417,10 @@ def dataset_upload_create(
                 size = _store(uploaded_file, dataset.upload_path, limit)
                 if size == 0:
                     raise ValidationError({"file": f"{filename} is empty."})
+                plan = upload_read_plan(
+                    dataset.upload_path, filename=filename, options=fields["read_options"]
+                )
+                check_plan_fits_schema(plan, schema=schema, filename=filename)
                 dataset.size_bytes = size
                 dataset.save(update_fields=["size_bytes"])
                 _enqueue(dataset.pk)
@@ -357,6 +473,7 @@ def dataset_mark_ready(*, dataset_id: int, result: dict[str, Any]) -> Dataset | 
             "columns": result.get("columns") or [],
             "has_header": result.get("has_header"),
             "member": result.get("member"),
+            "delimiter": result.get("delimiter"),
         }
         ds.status = DatasetStatus.READY
         ds.format = (result.get("format") or "")[:16]

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 from celery import shared_task
 
+from llmweb.catalog import sniff
 from llmweb.catalog.models import Dataset, DatasetStatus
 from llmweb.catalog.services import datasets as services
 
@@ -107,7 +110,9 @@ def _expected_rows(dataset: Dataset) -> int | None:
     return max(1, int(dataset.size_bytes * lines / len(head)))
 
 
-def _complete_mapping(dataset: Dataset, work_dir) -> dict[str, str] | None:
+def _complete_mapping(
+    dataset: Dataset, work_dir, *, source: Path, fmt: str | None, encoding: str | None
+) -> dict[str, str] | None:
     """A partial mapping from the form gets the suggested columns for the slots left open."""
     from jobs.engine.data import inspect_file, suggest_mapping
 
@@ -116,7 +121,11 @@ def _complete_mapping(dataset: Dataset, work_dir) -> dict[str, str] | None:
     if not mapping or all(mapping.get(c) for c in wanted):
         return mapping or None
     info = inspect_file(
-        dataset.upload_path, encoding=dataset.claimed_encoding or None, work_dir=work_dir
+        source,
+        fmt=fmt,
+        encoding=encoding,
+        has_header=(dataset.read_options or {}).get("has_header"),
+        work_dir=work_dir,
     )
     suggested = suggest_mapping(dataset.schema, info.columns, info.sample)
     for canon in wanted:
@@ -197,13 +206,25 @@ def process_dataset_task(self, dataset_id: int) -> str:
     if dataset is None:
         return "skipped"
     reporter = RowReporter(dataset.pk, expected_rows=_expected_rows(dataset))
+    work = dataset.storage_dir / "work"
     try:
+        source, fmt, encoding, plan = sniff.readable_source(
+            dataset.upload_path,
+            filename=dataset.original_filename,
+            options=dataset.read_options or {},
+            encoding=dataset.claimed_encoding or None,
+            work=work,
+        )
         config = ProcessConfig(
-            source=dataset.upload_path,
+            source=source,
             out_dir=dataset.processed_dir,
             schema=dataset.schema,
-            encoding=dataset.claimed_encoding or None,
-            mapping=_complete_mapping(dataset, dataset.storage_dir),
+            fmt=fmt,
+            encoding=encoding,
+            has_header=(dataset.read_options or {}).get("has_header"),
+            mapping=_complete_mapping(
+                dataset, dataset.storage_dir, source=source, fmt=fmt, encoding=encoding
+            ),
             split_ratios=tuple(dataset.split_ratios or services.DEFAULT_RATIOS),
             seed=dataset.seed,
             stratify=dataset.stratify,
@@ -212,6 +233,10 @@ def process_dataset_task(self, dataset_id: int) -> str:
             work_dir=dataset.storage_dir,
         )
         result = process_dataset(config, reporter).as_dict()
+        shutil.rmtree(work, ignore_errors=True)
+        result["delimiter"] = plan.delimiter or {"tsv": "tab", "csv": "comma"}.get(
+            result.get("format") or ""
+        )
         reporter.write(PHASE_START["tokens"], "Counting tokens")
         add_token_lengths(dataset.processed_dir, result["stats"])
     except Cancelled:
