@@ -52,7 +52,8 @@ function llmwebDatasetUpload(form) {
       box.appendChild(label);
     }
     $("mapping-help").textContent = inspected
-      ? `Detected ${inspected.format}` + (inspected.delimiter ? ` (${DELIM_NAMES[inspected.delimiter]}-separated)` : "") +
+      ? `Detected ${inspected.format}` + (inspected.format === "csv" && inspected.delimiter && inspected.delimiter !== "comma" ? ` (${DELIM_NAMES[inspected.delimiter]}-separated)` : "") +
+        (inspected.sniffed ? " from the content" : "") +
         (inspected.encoding ? `, ${inspected.encoding}` : "") +
         (inspected.has_header === false ? ", no header row (columns are numbered)" : "") +
         (inspected.member ? `, inside the zip: ${inspected.member}` : "") + ". Change the columns if the suggestion is wrong."
