@@ -20,7 +20,7 @@ from llmweb.catalog.services import models as services
 from llmweb.catalog.services.model_facts import preset_param_count_exact
 from llmweb.web import models_forms as forms
 from llmweb.web.common import form_errors, team_or_404
-from llmweb.web.models_render import lineage_svg, render_card
+from llmweb.web.models_render import lineage_svg, metrics_view, render_card
 
 SORTS = [
     ("-created_at", "Newest"),
@@ -84,6 +84,7 @@ def model_detail(request, model_id: int):
             "card_form": forms.CardForm(initial={"card": model.card}),
             "lineage": lineage,
             "lineage_svg": lineage_svg(lineage),
+            "metrics": metrics_view(model.metrics),
             "config_rows": sorted((model.config_summary or {}).items()),
             "can_write": can_write(user=request.user, team=model.team),
             "params_display": f"{model.num_parameters:,} ({human_count(model.num_parameters)})"

@@ -55,3 +55,62 @@ def test_finished_job_page_stays_still_with_one_websocket(
     assert len(sockets) == 1, sockets
     assert page.inner_text("#status") == "succeeded"
     assert "[status] succeeded" in page.inner_text("#log")
+
+
+def test_metrics_table_uses_one_name_per_metric_and_rounds(
+    browser_page, live_server_proc, alice, team
+):
+    page, base = browser_page, live_server_proc.url
+    job = _finished_job(team, alice)
+    JobEvent.objects.filter(job=job, kind="metrics").update(
+        data={"step": 2, "final": True, "split": "test", "eval_loss": 0.41234567}
+    )
+    JobEvent.objects.create(
+        job=job, seq=7, kind="metrics", data={"step": 1, "split": "validation", "loss": 0.5}
+    )
+    login(page, base, "alice")
+    page.goto(f"{base}/jobs/{job.pk}/")
+    page.wait_for_function("document.querySelectorAll('#metrics tbody tr').length === 2")
+    rows = page.eval_on_selector_all(
+        "#metrics tbody tr", "rs => rs.map(r => [...r.cells].map(c => c.textContent))"
+    )
+    assert rows == [["2", "test", "loss", "0.4123"], ["1", "validation", "loss", "0.5000"]]
+
+
+def test_model_page_rounds_metrics_and_draws_per_class_tables(
+    browser_page, live_server_proc, alice, team
+):
+    from llmweb.catalog.models import RegisteredModel
+
+    page, base = browser_page, live_server_proc.url
+    model = RegisteredModel.objects.create(
+        team=team,
+        name="spam-filter",
+        source="job",
+        status="ready",
+        task="classification",
+        metrics={
+            "eval_loss": 0.31234567,
+            "accuracy": 0.8698828946051447,
+            "macro_f1": 0.75,
+            "per_class_f1": {"ham": 0.9312345, "spam": 0.61},
+            "confusion_matrix": [[50, 2], [5, 13]],
+            "labels": ["ham", "spam"],
+            "split": "test",
+            "train_runtime": 39.123,
+            "global_step": 60,
+        },
+    )
+    login(page, base, "alice")
+    page.goto(f"{base}/models/{model.pk}/")
+    text = page.inner_text("#model-metrics")
+    assert "0.8699" in text and "0.8698828946051447" not in text
+    assert "eval_loss" not in text and "loss\t0.3123" in text
+    assert "39.1 s" in text
+    assert "{" not in page.inner_text("main")
+    assert page.eval_on_selector_all(
+        "#per-class tbody tr", "rs => rs.map(r => [...r.cells].map(c => c.textContent))"
+    ) == [["ham", "0.9312"], ["spam", "0.6100"]]
+    assert page.eval_on_selector_all(
+        "#confusion tbody tr", "rs => rs.map(r => [...r.cells].map(c => c.textContent))"
+    ) == [["ham", "50", "2"], ["spam", "5", "13"]]
