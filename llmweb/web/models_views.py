@@ -14,7 +14,12 @@ from jobs.engine.models.card import human_count
 from jobs.engine.presets import list_presets
 from llmweb.accounts.selectors import can_write
 from llmweb.catalog import selectors
-from llmweb.catalog.model_selectors import metric_names, model_lineage, model_list_filtered
+from llmweb.catalog.model_selectors import (
+    metric_names,
+    model_lineage,
+    model_list_filtered,
+    model_usable_for,
+)
 from llmweb.catalog.models import ModelSource, ModelTask
 from llmweb.catalog.services import models as services
 from llmweb.catalog.services.model_facts import preset_param_count_exact
@@ -85,6 +90,7 @@ def model_detail(request, model_id: int):
             "lineage": lineage,
             "lineage_svg": lineage_svg(lineage),
             "metrics": metrics_view(model.metrics),
+            "usable_for": model_usable_for(model=model),
             "config_rows": sorted((model.config_summary or {}).items()),
             "can_write": can_write(user=request.user, team=model.team),
             "params_display": f"{model.num_parameters:,} ({human_count(model.num_parameters)})"
