@@ -175,6 +175,38 @@ def model_delete(*, user, model: RegisteredModel) -> None:
 # ---------------------------------------------------------------- job outputs
 
 
+def _lineage_key(model: RegisteredModel) -> tuple[str | None, str | None]:
+    """What makes results one family: the same base model name and the same dataset name."""
+    return (
+        model.parent.name if model.parent_id and model.parent else None,
+        model.dataset.name if model.dataset_id and model.dataset else None,
+    )
+
+
+def job_result_name(job) -> str:
+    """The name of a job's result model: the job's name, else ``<base>·<dataset>``.
+
+    Versions stay within one lineage: a name already used by models from another base
+    or dataset gets the dataset appended (or the job id), so fine-tuning twice on
+    unrelated data never makes "v2" of something it does not descend from.
+    """
+    base, dataset = job.base_model, job.dataset
+    default = f"{base.name}·{dataset.name}" if dataset else f"{base.name}·{job.type}"
+    name = (job.name or "").strip()[:80] or default[:80]
+    key = (base.name, dataset.name if dataset else None)
+    candidates = [name]
+    if dataset and not name.endswith(f"·{dataset.name}"):
+        candidates.append(f"{name}·{dataset.name}"[:90])
+    candidates.append(f"{name} (job {job.pk})")
+    for candidate in candidates:
+        family = RegisteredModel.objects.filter(team=job.team, name=candidate).select_related(
+            "parent", "dataset"
+        )
+        if all(_lineage_key(m) == key for m in family[:100]):
+            return candidate
+    return candidates[-1]
+
+
 def model_register_from_job(
     *, job, output_dir: str | Path, metrics: dict[str, Any]
 ) -> RegisteredModel:
@@ -201,7 +233,7 @@ def model_register_from_job(
     dataset = job.dataset
     model = create_versioned(
         team=job.team,
-        name=f"{base.name}-{job.type}"[:100],
+        name=job_result_name(job),
         source=ModelSource.JOB,
         status=ModelStatus.PENDING,
         parent=base,
