@@ -215,9 +215,13 @@ def test_seed_uploads_the_sample_files_once(team, alice, monkeypatch):
     assert Dataset.objects.get(name="SMS spam").upload_path.stat().st_size == sms.stat().st_size
 
 
-def test_seed_skips_quietly_without_sample_data(team, alice, monkeypatch, tmp_path):
+def test_seed_says_which_sample_files_are_missing(team, alice, monkeypatch, tmp_path):
+    import io
+
     from llmweb.catalog.seed import seed_datasets
 
     monkeypatch.setenv("LLMWEB_SAMPLE_DATA", str(tmp_path))
-    seed_datasets(team=team, user=alice)
+    out = io.StringIO()
+    seed_datasets(team=team, user=alice, stdout=out)
     assert not Dataset.objects.exists()
+    assert "Sample file SMSSpamCollection.tsv is missing" in out.getvalue()
