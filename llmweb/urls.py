@@ -5,7 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from llmweb.health import healthz
-from llmweb.web.views import favicon
+from llmweb.web.common import favicon
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
@@ -19,4 +19,4 @@ urlpatterns = [
 
 # ReDoc is not served: its bundle fetches Google Fonts and a CDN logo, which fail offline;
 # Swagger UI (/api/docs/) is served entirely from the sidecar package.
-handler404 = "llmweb.web.views.not_found"
+handler404 = "llmweb.web.common.not_found"

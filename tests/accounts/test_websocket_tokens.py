@@ -10,15 +10,13 @@ import websockets
 
 from jobs.models import Job, JobEvent, JobStatus
 from llmweb.accounts import services
-from tests.jobs.factories import bundled_model
+from tests.jobs.factories import bundled_model, job_record
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _finished_job(team) -> Job:
-    job = Job.objects.create(
-        team=team, type="finetune", base_model=bundled_model(team), status=JobStatus.SUCCEEDED
-    )
+    job = job_record(team=team, base_model=bundled_model(team), status=JobStatus.SUCCEEDED)
     for seq, status in enumerate(("queued", "running", "succeeded"), start=1):
         JobEvent.objects.create(job=job, seq=seq, kind="status", data={"status": status})
     Job.objects.filter(pk=job.pk).update(last_seq=3)

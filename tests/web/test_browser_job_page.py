@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobs.models import Job, JobEvent, JobStatus
-from tests.jobs.factories import bundled_model
+from tests.jobs.factories import bundled_model, job_record
 from tests.web.conftest import login, needs_chromium
 
 pytestmark = [pytest.mark.browser, needs_chromium, pytest.mark.django_db(transaction=True)]
@@ -13,15 +13,8 @@ pytestmark = [pytest.mark.browser, needs_chromium, pytest.mark.django_db(transac
 
 def _finished_job(team, user) -> Job:
     """A succeeded job with the history a real run leaves (statuses, progress, metrics)."""
-    job = Job.objects.create(
-        team=team,
-        created_by=user,
-        type="finetune",
-        base_model=bundled_model(team),
-        status=JobStatus.SUCCEEDED,
-        step=2,
-        total_steps=2,
-    )
+    job = job_record(team=team, base_model=bundled_model(team), status=JobStatus.SUCCEEDED)
+    Job.objects.filter(pk=job.pk).update(created_by=user, step=2, total_steps=2)
     events = [
         ("status", {"status": "queued"}),
         ("status", {"status": "running", "attempts": 1, "device": "cpu"}),

@@ -25,27 +25,21 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import Max, ProtectedError
+from django.db import transaction
+from django.db.models import ProtectedError
 from django.utils import timezone
 
+from jobs.engine.jsonable import jsonable
+from jobs.engine.schemas import SCHEMAS
 from llmweb.accounts.models import Team
 from llmweb.catalog import sniff
 from llmweb.catalog.models import Dataset, DatasetStatus, Schema
-from llmweb.catalog.services.common import CatalogConflict, require_write
+from llmweb.catalog.services.common import UploadTooLarge, create_versioned, require_write
+from llmweb.core.errors import Conflict, DomainError
+from llmweb.core.queue import enqueue_on_commit
 
 log = logging.getLogger(__name__)
 
-# Kept here (not imported from jobs.engine.data) so the web process never loads pandas;
-# a test pins it to the engine's SCHEMAS.
-CANONICAL: dict[str, tuple[str, ...]] = {
-    "classification": ("text", "label"),
-    "pair-classification": ("text_a", "text_b", "label"),
-    "causal-lm": ("text",),
-    "masked-lm": ("text",),
-    "seq2seq": ("source", "target"),
-}
 EXTENSIONS = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt", ".dat", ".zip")
 FORMATS = {
     "": "Detect from the content",
@@ -77,19 +71,15 @@ MAX_ROW_ERRORS = 20
 _CHUNK = 1 << 20
 
 
-class DatasetUploadTooLarge(Exception):
-    """The upload is over the size limit (the API answers 413)."""
+class DatasetUploadTooLarge(UploadTooLarge):
+    """The data file is over the size limit (HTTP 413)."""
 
     def __init__(self, size: int, limit: int) -> None:
-        self.message = (
-            f"The file is {size / (1 << 20):,.1f} MiB; the limit is {limit / (1 << 20):,.0f} MiB "
-            "(setting LLMWEB_MAX_UPLOAD_BYTES). Split the file or ask an admin to raise the limit."
-        )
-        super().__init__(self.message)
+        super().__init__(size, limit, advice=" Split the file or ask an admin to raise the limit.")
 
 
-class DatasetConflict(CatalogConflict):
-    """Valid request, but the dataset's state forbids it now (the API answers 409)."""
+class DatasetConflict(Conflict):
+    """Valid request, but the dataset's state forbids it now (HTTP 409)."""
 
 
 # ---------------------------------------------------------------- input parsing
@@ -114,11 +104,11 @@ def clean_filename(name: str | None) -> str:
     if not ext:
         return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")[:100] or "upload"
     if f".{ext}" not in EXTENSIONS:
-        raise ValidationError(
-            {
-                "file": f"{name or 'The file'} has .{ext}; upload one of "
-                f"{', '.join(EXTENSIONS)} (or a file with no extension)."
-            }
+        raise DomainError(
+            f"{name or 'The file'} has .{ext}; upload one of {', '.join(EXTENSIONS)} "
+            "(or a file with no extension).",
+            code="bad_extension",
+            param="file",
         )
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")[:100] or "upload"
     return f"{stem}.{ext}"
@@ -128,18 +118,18 @@ def clean_name(name: str | None, *, fallback: str = "") -> str:
     """``None`` means "not given" and takes the fallback; a blank name is an error."""
     name = (fallback if name is None else name).strip()
     if not name:
-        raise ValidationError({"name": "Give the dataset a name."})
+        raise DomainError("Give the dataset a name.", param="name")
     if len(name) > 100:
-        raise ValidationError({"name": "A dataset name has at most 100 characters."})
+        raise DomainError("A dataset name has at most 100 characters.", param="name")
     if any(ord(c) < 32 for c in name):
-        raise ValidationError({"name": "A dataset name cannot contain control characters."})
+        raise DomainError("A dataset name cannot contain control characters.", param="name")
     return name
 
 
 def clean_schema(schema: str | None) -> str:
     if schema not in Schema.values:
-        raise ValidationError(
-            {"schema": f"Unknown schema {schema!r}; choose one of {', '.join(Schema.values)}."}
+        raise DomainError(
+            f"Unknown schema {schema!r}; choose one of {', '.join(Schema.values)}.", param="schema"
         )
     return schema
 
@@ -148,11 +138,10 @@ def parse_split_ratios(value: Any) -> tuple[float, float, float]:
     """Ratios from ``"0.8,0.1,0.1"``, ``"80,10,10"``, a JSON list or a list; default 80/10/10."""
     if value in (None, "", []):
         return DEFAULT_RATIOS
-    bad = ValidationError(
-        {
-            "split_ratios": f"Split ratios must be three numbers for train, validation and test, "
-            f"like 0.8,0.1,0.1 (got {str(value)[:60]!r})."
-        }
+    bad = DomainError(
+        "Split ratios must be three numbers for train, validation and test, "
+        f"like 0.8,0.1,0.1 (got {str(value)[:60]!r}).",
+        param="split_ratios",
     )
     if isinstance(value, str):
         text = value.strip()
@@ -173,11 +162,12 @@ def parse_split_ratios(value: Any) -> tuple[float, float, float]:
         ratios = [r / 100 for r in ratios]
         total = sum(ratios)
     if abs(total - 1) > 1e-3:
-        raise ValidationError(
-            {"split_ratios": f"Split ratios must add up to 1 (or 100); these add up to {total:g}."}
+        raise DomainError(
+            f"Split ratios must add up to 1 (or 100); these add up to {total:g}.",
+            param="split_ratios",
         )
     if ratios[0] <= 0:
-        raise ValidationError({"split_ratios": "The train split needs a ratio above 0."})
+        raise DomainError("The train split needs a ratio above 0.", param="split_ratios")
     return tuple(round(r / total, 6) for r in ratios)  # type: ignore[return-value]
 
 
@@ -189,26 +179,24 @@ def parse_mapping(value: Any, schema: str) -> dict[str, str] | None:
         try:
             value = json.loads(value)
         except ValueError as e:
-            raise ValidationError(
-                {
-                    "mapping": f"The mapping is not valid JSON ({e.msg} at character {e.pos}); "
-                    'send e.g. {"text": "sms", "label": "class"}.'
-                }
+            raise DomainError(
+                f"The mapping is not valid JSON ({e.msg} at character {e.pos}); "
+                'send e.g. {"text": "sms", "label": "class"}.',
+                param="mapping",
             ) from None
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str | type(None)) for k, v in value.items()
     ):
-        raise ValidationError(
-            {"mapping": 'The mapping must be an object of column names, e.g. {"text": "sms"}.'}
+        raise DomainError(
+            'The mapping must be an object of column names, e.g. {"text": "sms"}.', param="mapping"
         )
-    wanted = CANONICAL[schema]
+    wanted = SCHEMAS[schema]
     unknown = sorted(set(value) - set(wanted))
     if unknown:
-        raise ValidationError(
-            {
-                "mapping": f"The mapping names {', '.join(unknown)}, which {schema} does not use; "
-                f"it needs {', '.join(wanted)}."
-            }
+        raise DomainError(
+            f"The mapping names {', '.join(unknown)}, which {schema} does not use; "
+            f"it needs {', '.join(wanted)}.",
+            param="mapping",
         )
     mapping = {k: v.strip() for k, v in value.items() if v and v.strip()}
     return mapping or None
@@ -219,11 +207,10 @@ def clean_encoding(encoding: str | None) -> str:
     if encoding in ("auto", "detect"):
         return ""
     if encoding and encoding not in ENCODINGS and encoding not in ("gbk", "utf-16-le", "utf-16-be"):
-        raise ValidationError(
-            {
-                "encoding": f"Unknown encoding {encoding!r}; leave it empty to detect, or use one "
-                "of utf-8, utf-8-sig, gb18030, gbk, utf-16."
-            }
+        raise DomainError(
+            f"Unknown encoding {encoding!r}; leave it empty to detect, or use one "
+            "of utf-8, utf-8-sig, gb18030, gbk, utf-16.",
+            param="encoding",
         )
     return encoding
 
@@ -237,24 +224,24 @@ def parse_read_options(
     """
     fmt = (fmt or "").strip().lower()
     if fmt not in FORMATS:
-        raise ValidationError(
-            {"format": f"Unknown format {fmt!r}; use one of {', '.join(f for f in FORMATS if f)}."}
+        raise DomainError(
+            f"Unknown format {fmt!r}; use one of {', '.join(f for f in FORMATS if f)}.",
+            param="format",
         )
     delimiter = (delimiter or "").strip().lower()
     delimiter = {"\t": "tab", "\\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}.get(
         delimiter, delimiter
     )
     if delimiter not in DELIMITER_CHOICES:
-        raise ValidationError(
-            {
-                "delimiter": f"Unknown delimiter {delimiter!r}; use tab, comma, semicolon or pipe "
-                "(or leave it empty to detect)."
-            }
+        raise DomainError(
+            f"Unknown delimiter {delimiter!r}; use tab, comma, semicolon or pipe "
+            "(or leave it empty to detect).",
+            param="delimiter",
         )
     if delimiter and fmt not in ("", "csv", "tsv"):
-        raise ValidationError({"delimiter": f"A {fmt} file has no delimiter."})
+        raise DomainError(f"A {fmt} file has no delimiter.", param="delimiter")
     if delimiter and fmt == "tsv" and delimiter != "tab":
-        raise ValidationError({"delimiter": "A TSV file is tab-separated; choose format csv."})
+        raise DomainError("A TSV file is tab-separated; choose format csv.", param="delimiter")
     header = str(has_header).strip().lower() if has_header is not None else ""
     if header in ("", "auto", "detect", "none"):
         header_value = None
@@ -263,7 +250,7 @@ def parse_read_options(
     elif header in ("false", "no", "0", "off"):
         header_value = False
     else:
-        raise ValidationError({"has_header": "has_header is true, false or empty (detect)."})
+        raise DomainError("has_header is true, false or empty (detect).", param="has_header")
     out: dict[str, Any] = {}
     if fmt:
         out["format"] = fmt
@@ -275,7 +262,7 @@ def parse_read_options(
 
 
 def upload_read_plan(path: Path, *, filename: str, options: dict[str, Any]) -> sniff.ReadPlan:
-    """How the stored upload will be read; ValidationError for a file that is not data.
+    """How the stored upload will be read; DomainError for a file that is not data.
 
     The same decision the worker makes (``catalog.tasks.datasets``), from the first
     64 KiB, so the answer is instant and the web process never loads pandas.
@@ -283,7 +270,7 @@ def upload_read_plan(path: Path, *, filename: str, options: dict[str, Any]) -> s
     head = sniff.read_head(path)
     reason = sniff.binary_reason(head, filename)
     if reason:
-        raise ValidationError({"file": reason})
+        raise DomainError(reason, code="binary_file", param="file")
     return sniff.read_plan(
         head, filename=filename, fmt=options.get("format"), delimiter=options.get("delimiter")
     )
@@ -291,7 +278,7 @@ def upload_read_plan(path: Path, *, filename: str, options: dict[str, Any]) -> s
 
 def check_plan_fits_schema(plan: sniff.ReadPlan, *, schema: str, filename: str) -> None:
     """Refuse now what processing would refuse later: too few columns for the schema."""
-    wanted = CANONICAL[schema]
+    wanted = SCHEMAS[schema]
     if plan.columns is None or plan.columns >= len(wanted):
         return
     how = sniff.describe(plan)
@@ -301,12 +288,12 @@ def check_plan_fits_schema(plan: sniff.ReadPlan, *, schema: str, filename: str) 
         else "If its columns are separated by a tab, comma, semicolon or |, choose that "
         "delimiter; for plain text choose causal-lm or masked-lm; "
     )
-    raise ValidationError(
-        {
-            "file": f"{filename} reads as {how} with {plan.columns} column"
-            f"{'s' if plan.columns != 1 else ''}, but {schema} needs {len(wanted)} "
-            f"({', '.join(wanted)}). {hint}nothing was stored."
-        }
+    raise DomainError(
+        f"{filename} reads as {how} with {plan.columns} column"
+        f"{'s' if plan.columns != 1 else ''}, but {schema} needs {len(wanted)} "
+        f"({', '.join(wanted)}). {hint}nothing was stored.",
+        code="too_few_columns",
+        param="file",
     )
 
 
@@ -365,18 +352,18 @@ def dataset_upload_create(
 
     Raises:
         PermissionDenied: a viewer.
-        ValidationError: bad name, schema, mapping, ratios, encoding, extension, empty
-            file, binary file, read options, too few columns for the schema.
+        DomainError: bad name, schema, mapping, ratios, encoding, extension, empty file,
+            binary file, read options, too few columns for the schema.
         DatasetUploadTooLarge: over ``LLMWEB_MAX_UPLOAD_BYTES``.
     """
     _require_write(user=user, team=team)
     if uploaded_file is None:
-        raise ValidationError({"file": "Choose a file to upload."})
+        raise DomainError("Choose a file to upload.", param="file")
     filename = clean_filename(getattr(uploaded_file, "name", ""))
     schema = clean_schema(schema)
     name = clean_name(name, fallback=filename.rsplit(".", 1)[0])
     if len(description or "") > 5000:
-        raise ValidationError({"description": "A description has at most 5,000 characters."})
+        raise DomainError("A description has at most 5,000 characters.", param="description")
     fields = {
         "schema": schema,
         "description": (description or "").strip(),
@@ -389,73 +376,51 @@ def dataset_upload_create(
         "read_options": parse_read_options(fmt=fmt, delimiter=delimiter, has_header=has_header),
     }
     if fields["txt_mode"] not in TXT_MODES:
-        raise ValidationError({"txt_mode": "txt_mode must be 'lines' or 'corpus'."})
+        raise DomainError("txt_mode must be 'lines' or 'corpus'.", param="txt_mode")
     limit = int(settings.LLMWEB_MAX_UPLOAD_BYTES)
     declared = getattr(uploaded_file, "size", None)
     if declared is not None and declared > limit:
         raise DatasetUploadTooLarge(declared, limit)
     if declared == 0:
-        raise ValidationError({"file": f"{filename} is empty."})
+        raise DomainError(f"{filename} is empty.", param="file")
 
-    for _ in range(5):
-        dataset = None
+    with transaction.atomic():
+        dataset = create_versioned(
+            Dataset,
+            team=team,
+            name=name,
+            original_filename=filename,
+            created_by=user,
+            status=DatasetStatus.UPLOADED,
+            progress_message="Waiting for a worker",
+            **fields,
+        )
         try:
-            with transaction.atomic():
-                top = Dataset.objects.filter(team=team, name=name).aggregate(v=Max("version"))
-                dataset = Dataset.objects.create(
-                    team=team,
-                    name=name,
-                    version=(top["v"] or 0) + 1,
-                    original_filename=filename,
-                    created_by=user,
-                    status=DatasetStatus.UPLOADED,
-                    progress_message="Waiting for a worker",
-                    **fields,
-                )
-                # A new id owns no files; anything there was left by a rolled-back attempt.
-                dataset.delete_files()
-                size = _store(uploaded_file, dataset.upload_path, limit)
-                if size == 0:
-                    raise ValidationError({"file": f"{filename} is empty."})
-                plan = upload_read_plan(
-                    dataset.upload_path, filename=filename, options=fields["read_options"]
-                )
-                check_plan_fits_schema(plan, schema=schema, filename=filename)
-                dataset.size_bytes = size
-                dataset.save(update_fields=["size_bytes"])
-                _enqueue(dataset.pk)
-        except IntegrityError:
-            if dataset is not None:
-                dataset.delete_files()
-            continue  # another upload took that version a moment ago
+            size = _store(uploaded_file, dataset.upload_path, limit)
+            if size == 0:
+                raise DomainError(f"{filename} is empty.", param="file")
+            plan = upload_read_plan(
+                dataset.upload_path, filename=filename, options=fields["read_options"]
+            )
+            check_plan_fits_schema(plan, schema=schema, filename=filename)
+            dataset.size_bytes = size
+            dataset.save(update_fields=["size_bytes"])
         except BaseException:
-            if dataset is not None:
-                dataset.delete_files()
+            dataset.delete_files()  # the row goes with the rolled-back transaction
             raise
-        return dataset
-    raise ValidationError({"name": f"Could not allocate a version for {name!r}; try again."})
-
-
-def _enqueue(dataset_id: int) -> None:
-    """Send the task after commit; a queue that cannot be reached fails the record at once."""
-
-    def send() -> None:
-        from llmweb.catalog.tasks.datasets import process_dataset_task
-
-        try:
-            process_dataset_task.delay(dataset_id)
-        except Exception:  # noqa: BLE001 - the broker is down; say so instead of hanging
-            log.exception("could not enqueue processing of dataset %s", dataset_id)
-            dataset_mark_failed(
-                dataset_id=dataset_id,
+        enqueue_on_commit(
+            "llmweb.catalog.tasks.datasets:process_dataset_task",
+            dataset.pk,
+            on_error=lambda exc: dataset_mark_failed(
+                dataset_id=dataset.pk,
                 error={
                     "code": "queue_unavailable",
                     "message": "The task queue could not be reached, so the file was not "
                     "processed. Upload it again in a minute.",
                 },
-            )
-
-    transaction.on_commit(send)
+            ),
+        )
+    return dataset
 
 
 # ---------------------------------------------------------------- processing outcome
@@ -481,7 +446,7 @@ def dataset_mark_ready(*, dataset_id: int, result: dict[str, Any]) -> Dataset | 
         ds.mapping = result.get("mapping")
         ds.num_rows = result.get("num_rows") or {}
         ds.label_names = result.get("label_names")
-        ds.stats = _jsonable(stats)
+        ds.stats = jsonable(stats)
         ds.warnings = list(result.get("warnings") or [])
         ds.error = None
         ds.progress = 1.0
@@ -503,7 +468,7 @@ def dataset_mark_failed(*, dataset_id: int, error: dict[str, Any]) -> Dataset | 
             for d in (error.get("details") or [])[:MAX_ROW_ERRORS]
         ]
         ds.status = DatasetStatus.FAILED
-        ds.error = _jsonable(
+        ds.error = jsonable(
             {
                 "code": error.get("code") or "error",
                 "message": error.get("message") or "Processing failed.",
@@ -518,35 +483,44 @@ def dataset_mark_failed(*, dataset_id: int, error: dict[str, Any]) -> Dataset | 
     return ds
 
 
-def _jsonable(value: Any) -> Any:
-    def default(o: Any) -> Any:
-        try:
-            return float(o)
-        except (TypeError, ValueError):
-            return str(o)
-
-    return json.loads(json.dumps(value, default=default))
-
-
 # ---------------------------------------------------------------- delete
 
 
-def dataset_delete(*, user, dataset: Dataset) -> None:
-    """Delete the record and its files; a dataset that jobs were run on stays.
+def dataset_delete(*, user, dataset: Dataset, delete_jobs: bool = False) -> None:
+    """Delete the record and its files; with ``delete_jobs`` the finished jobs that used
+    it go first (their events and work files too; the models they made stay).
 
     Deleting a dataset while it is processing is allowed: the task notices the row is
     gone at its next progress report, stops and removes what it wrote.
+
+    Raises:
+        DatasetConflict: jobs used the dataset and ``delete_jobs`` is off (the error's
+            ``jobs`` lists them), or one of them has not finished.
     """
+    from llmweb.catalog.selectors import job_refs, jobs_using
+    from llmweb.catalog.services.common import delete_finished_jobs
+
     _require_write(user=user, team=dataset.team)
     folder = dataset.storage_dir
     with transaction.atomic():
+        Dataset.objects.select_for_update().filter(pk=dataset.pk).first()
+        used_by = list(jobs_using(dataset=dataset))
+        if used_by and not delete_jobs:
+            ids = ", ".join(f"#{j.pk}" for j in used_by[:10])
+            raise DatasetConflict(
+                f"{len(used_by)} job{'s' if len(used_by) != 1 else ''} ({ids}) used this "
+                "dataset and keep it in their history. Delete those jobs with it "
+                "(delete_jobs=true), or keep the dataset.",
+                code="dataset_in_use",
+                jobs=job_refs(used_by),
+            )
+        delete_finished_jobs(user=user, jobs=used_by, conflict=DatasetConflict)
         try:
             dataset.delete()
-        except ProtectedError as e:
+        except ProtectedError as e:  # a job started a moment ago
             ids = sorted(o.pk for o in e.protected_objects)[:10]
             raise DatasetConflict(
-                "Jobs " + ", ".join(f"#{i}" for i in ids) + " used this dataset and keep it in "
-                "their history; delete those jobs first.",
+                "Jobs " + ", ".join(f"#{i}" for i in ids) + " use this dataset now.",
                 code="dataset_in_use",
             ) from None
         transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))

@@ -21,14 +21,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import ProtectedError
 
+from jobs.engine.jsonable import jsonable
 from jobs.engine.models.card import model_card_markdown
 from jobs.engine.models.info import BUNDLED_MODELS, ModelInfo
 from llmweb.accounts.models import Team
 from llmweb.catalog.models import ModelSource, ModelStatus, RegisteredModel
+from llmweb.catalog.services.common import create_versioned
 from llmweb.catalog.services.model_arrivals import (
     UPLOAD_SUFFIXES,
     model_create_preset,
@@ -41,14 +42,13 @@ from llmweb.catalog.services.model_common import (
     MAX_CARD_CHARS,
     MAX_VOCAB,
     ModelConflict,
-    create_versioned,
     fields_from_info,
-    jsonable,
     model_mark_failed,
     model_mark_ready,
     require_write,
 )
 from llmweb.catalog.services.model_facts import bundled_model_info
+from llmweb.core.errors import DomainError
 
 __all__ = [
     "ACTIVE_JOB_STATUSES",
@@ -107,6 +107,7 @@ def model_register_bundled(*, team: Team, name: str = BUNDLED_NAME) -> Registere
             return existing
         info: ModelInfo = bundled_model_info(name)
         return create_versioned(
+            RegisteredModel,
             team=team,
             name=name,
             source=ModelSource.BUNDLED,
@@ -124,20 +125,23 @@ def model_update_card(*, user, model: RegisteredModel, card: str) -> RegisteredM
     require_write(user=user, team=model.team)
     card = card or ""
     if len(card) > MAX_CARD_CHARS:
-        raise ValidationError({"card": f"A model card has at most {MAX_CARD_CHARS:,} characters."})
+        raise DomainError(f"A model card has at most {MAX_CARD_CHARS:,} characters.", param="card")
     model.card = card
     model.save(update_fields=["card"])
     return model
 
 
-def model_delete(*, user, model: RegisteredModel) -> None:
-    """Delete the record and its files, unless a job needs it.
+def model_delete(*, user, model: RegisteredModel, delete_jobs: bool = False) -> None:
+    """Delete the record and its files; with ``delete_jobs`` the finished jobs that read
+    it go first (their events and work files too; the models they made stay).
 
     Raises:
-        ModelConflict: the bundled model, or a job that is validating, queued or
-            running uses it as its base, or a finished job's record refers to it.
+        ModelConflict: the bundled model; a job that is validating, queued or running
+            uses it; or finished jobs used it and ``delete_jobs`` is off (the error's
+            ``jobs`` lists them).
     """
-    from jobs.models import Job
+    from llmweb.catalog.selectors import job_refs, jobs_using
+    from llmweb.catalog.services.common import delete_finished_jobs
 
     require_write(user=user, team=model.team)
     if model.source == ModelSource.BUNDLED:
@@ -148,25 +152,32 @@ def model_delete(*, user, model: RegisteredModel) -> None:
     folder = model.storage_dir
     with transaction.atomic():
         RegisteredModel.objects.select_for_update().filter(pk=model.pk).first()
-        active = list(
-            Job.objects.filter(base_model=model, status__in=ACTIVE_JOB_STATUSES)
-            .order_by("pk")
-            .values_list("pk", "status")
-        )
+        used_by = list(jobs_using(model=model))
+        active = [j for j in used_by if j.status in ACTIVE_JOB_STATUSES]
         if active:
-            jobs = ", ".join(f"#{pk} ({status})" for pk, status in active)
+            jobs = ", ".join(f"#{j.pk} ({j.status})" for j in active)
             raise ModelConflict(
                 f"Job {jobs} uses this model as its base model. Cancel the job or wait until "
                 "it finishes, then delete the model.",
                 code="model_in_use",
+                jobs=job_refs(active),
             )
+        if used_by and not delete_jobs:
+            ids = ", ".join(f"#{j.pk}" for j in used_by[:10])
+            raise ModelConflict(
+                f"{len(used_by)} finished job{'s' if len(used_by) != 1 else ''} ({ids}) "
+                "were started from this model and keep it in their history. Delete those "
+                "jobs with it (delete_jobs=true), or keep the model.",
+                code="model_in_use",
+                jobs=job_refs(used_by),
+            )
+        delete_finished_jobs(user=user, jobs=used_by, conflict=ModelConflict)
         try:
             model.delete()
-        except ProtectedError as e:
+        except ProtectedError as e:  # a job started a moment ago
             ids = sorted(o.pk for o in e.protected_objects)[:10]
             raise ModelConflict(
-                "Finished jobs " + ", ".join(f"#{i}" for i in ids) + " were started from this "
-                "model and keep it in their history; delete those jobs first.",
+                "Jobs " + ", ".join(f"#{i}" for i in ids) + " use this model now.",
                 code="model_in_use",
             ) from None
         transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))
@@ -232,6 +243,7 @@ def model_register_from_job(
     base = job.base_model
     dataset = job.dataset
     model = create_versioned(
+        RegisteredModel,
         team=job.team,
         name=job_result_name(job),
         source=ModelSource.JOB,
