@@ -163,6 +163,20 @@ class DatasetViewSet(viewsets.GenericViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
+        request=None,
+        responses={202: ds_s.DatasetSerializer, 409: OpenApiTypes.OBJECT},
+        description="Make a clean version: a new version of this (ready) dataset without exact "
+        "duplicate rows and without validation/test rows whose input is also in train. "
+        "Answers 202 with the new record; a worker fills it (poll `urls.self`); "
+        "`derived_from` and `lineage_note` say where it came from and what was removed.",
+    )
+    @action(detail=True, methods=["post"])
+    def clean(self, request, pk=None):
+        clean = services.dataset_clean_version_create(user=request.user, dataset=self.get_object())
+        clean.refresh_from_db()
+        return self._out(clean, status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
         request={"multipart/form-data": ds_s.InspectRequestSerializer},
         responses={200: ds_s.InspectSerializer, 400: OpenApiTypes.OBJECT},
         description="Detect format, encoding, columns and sample rows of a file and suggest a "

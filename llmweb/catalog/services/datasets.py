@@ -423,6 +423,65 @@ def dataset_upload_create(
     return dataset
 
 
+# ---------------------------------------------------------------- clean version
+
+
+def dataset_clean_version_create(*, user, dataset: Dataset) -> Dataset:
+    """A new version of a ready dataset without what its quality report flags.
+
+    Exact duplicate rows are dropped (the first one stays, train first) and validation
+    and test rows whose input also appears in train are removed, so evaluation measures
+    unseen data. The splits are kept as they are (no re-split). A worker writes the new
+    version (``clean_dataset_task``); the record names its source (``derived_from``) and
+    says what was removed (``lineage_note``).
+
+    Raises:
+        PermissionDenied: a viewer.
+        DatasetConflict: the dataset is not ready.
+    """
+    _require_write(user=user, team=dataset.team)
+    if dataset.status != DatasetStatus.READY:
+        raise DatasetConflict(
+            f"{dataset} is {dataset.status}; only a ready dataset can be cleaned.",
+            code="dataset_not_ready",
+        )
+    with transaction.atomic():
+        clean = create_versioned(
+            Dataset,
+            team=dataset.team,
+            name=dataset.name,
+            description=dataset.description,
+            schema=dataset.schema,
+            original_filename=dataset.original_filename,
+            size_bytes=0,
+            claimed_encoding=dataset.claimed_encoding,
+            mapping=dataset.mapping,
+            split_ratios=dataset.split_ratios,
+            seed=dataset.seed,
+            stratify=dataset.stratify,
+            txt_mode=dataset.txt_mode,
+            read_options=dataset.read_options,
+            derived_from=dataset,
+            lineage_note=f"Clean version of {dataset}: being made.",
+            created_by=user,
+            status=DatasetStatus.UPLOADED,
+            progress_message="Waiting for a worker",
+        )
+        enqueue_on_commit(
+            "llmweb.catalog.tasks.datasets:clean_dataset_task",
+            clean.pk,
+            on_error=lambda exc: dataset_mark_failed(
+                dataset_id=clean.pk,
+                error={
+                    "code": "queue_unavailable",
+                    "message": "The task queue could not be reached, so the clean version "
+                    "was not made. Try again in a minute.",
+                },
+            ),
+        )
+    return clean
+
+
 # ---------------------------------------------------------------- processing outcome
 
 
@@ -449,6 +508,8 @@ def dataset_mark_ready(*, dataset_id: int, result: dict[str, Any]) -> Dataset | 
         ds.stats = jsonable(stats)
         ds.warnings = list(result.get("warnings") or [])
         ds.error = None
+        if result.get("lineage_note"):
+            ds.lineage_note = str(result["lineage_note"])[:2000]
         ds.progress = 1.0
         total = sum(ds.num_rows.values())
         ds.progress_message = f"Ready: {total:,} rows"

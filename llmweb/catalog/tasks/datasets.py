@@ -24,7 +24,7 @@ from llmweb.catalog.services import datasets as services
 
 log = logging.getLogger(__name__)
 
-__all__ = ["process_dataset_task"]
+__all__ = ["clean_dataset_task", "process_dataset_task"]
 
 # Where each engine phase starts and ends on the bar; shares measured on a 50 MB JSONL
 # with bench/upload.py (reading 22%, splitting 48%, stats 8%, saving 17%).
@@ -261,5 +261,136 @@ def process_dataset_task(self, dataset_id: int) -> str:
         return "failed"
     if services.dataset_mark_ready(dataset_id=dataset_id, result=result) is None:
         dataset.delete_files()  # deleted while we worked
+        return "gone"
+    return "ready"
+
+
+def clean_splits(dsd: Any, schema: str) -> tuple[Any, dict[str, int], dict[str, int]]:
+    """``(cleaned DatasetDict, exact duplicates dropped per split, leaked rows removed per
+    evaluation split)``.
+
+    Rows are judged with the hashes the quality report uses (``jobs.engine.data.stats``):
+    a whole-row hash for exact duplicates (the first occurrence stays, train read first)
+    and the normalized hash of the model's inputs for leakage into validation and test.
+    """
+    import numpy as np
+    import pandas as pd
+    from datasets import DatasetDict
+
+    from jobs.engine.data import canonical_columns
+    from jobs.engine.data.stats import _combine, _hashes, _normalized_hashes, input_columns
+
+    def row_hashes(batch) -> np.ndarray:
+        return _combine(
+            [
+                _hashes(batch.column(c))
+                if c != "label"
+                else pd.util.hash_array(np.asarray(batch.column(c), dtype=np.int64))
+                for c in canonical_columns(schema)
+            ]
+        )
+
+    def input_hashes(batch) -> np.ndarray:
+        return _combine([_normalized_hashes(batch.column(c)) for c in input_columns(schema)])
+
+    order = [s for s in ("train", "validation", "test") if s in dsd] + [
+        s for s in dsd if s not in ("train", "validation", "test")
+    ]
+    seen_rows: set[int] = set()
+    train_inputs: set[int] = set()
+    dropped: dict[str, int] = {}
+    leaked: dict[str, int] = {}
+    out = {}
+    for split in order:
+        ds = dsd[split]
+        keep: list[int] = []
+        offset = 0
+        for batch in ds.with_format("arrow").iter(batch_size=10_000):
+            rows, inputs = row_hashes(batch), input_hashes(batch)
+            for i in range(batch.num_rows):
+                r, x = int(rows[i]), int(inputs[i])
+                if r in seen_rows:
+                    dropped[split] = dropped.get(split, 0) + 1
+                    continue
+                seen_rows.add(r)
+                if split != "train" and x in train_inputs:
+                    leaked[split] = leaked.get(split, 0) + 1
+                    continue
+                if split == "train":
+                    train_inputs.add(x)
+                keep.append(offset + i)
+            offset += batch.num_rows
+        out[split] = ds.select(keep) if len(keep) != len(ds) else ds
+    return DatasetDict(out), dropped, leaked
+
+
+def _clean_note(source: Dataset, dropped: dict[str, int], leaked: dict[str, int]) -> str:
+    parts = []
+    if sum(dropped.values()):
+        where = ", ".join(f"{n:,} from {s}" for s, n in dropped.items())
+        parts.append(f"dropped {sum(dropped.values()):,} exact duplicate rows ({where})")
+    if sum(leaked.values()):
+        where = " and ".join(f"{n:,} {s}" for s, n in leaked.items())
+        parts.append(f"removed {where} rows whose input is also in train")
+    return f"Clean version of {source}: " + ("; ".join(parts) or "nothing needed removing") + "."
+
+
+@shared_task(bind=True, name="llmweb.catalog.tasks.clean_dataset", queue="default")
+def clean_dataset_task(self, dataset_id: int) -> str:
+    """Write a clean version's splits from its source's processed splits; see
+    ``services.datasets.dataset_clean_version_create``."""
+    from datasets import load_from_disk
+
+    from jobs.engine.data import compute_stats, stats_warnings
+
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    dataset = _claim(dataset_id, redelivered)
+    if dataset is None:
+        return "skipped"
+    source = Dataset.objects.filter(pk=dataset.derived_from_id, status=DatasetStatus.READY).first()
+    try:
+        if source is None:
+            raise LookupError("source gone")
+        RowReporter(dataset.pk, expected_rows=None).write(0.1, f"Reading {source}")
+        dsd, dropped, leaked = clean_splits(
+            load_from_disk(str(source.processed_dir), keep_in_memory=False), dataset.schema
+        )
+        RowReporter(dataset.pk, expected_rows=None).write(0.5, "Saving the clean splits")
+        dataset.processed_dir.parent.mkdir(parents=True, exist_ok=True)
+        dsd.save_to_disk(str(dataset.processed_dir))
+        stats = compute_stats(dsd, dataset.schema)
+        add_token_lengths(dataset.processed_dir, stats)
+    except LookupError:
+        services.dataset_mark_failed(
+            dataset_id=dataset_id,
+            error={"code": "source_gone", "message": "The source dataset is gone or not ready."},
+        )
+        return "failed"
+    except Exception as exc:  # noqa: BLE001 - our bug; keep the traceback in the log
+        log.exception("clean version %s crashed", dataset_id)
+        services.dataset_mark_failed(
+            dataset_id=dataset_id,
+            error={
+                "code": "internal_error",
+                "message": f"Cleaning stopped on an internal error ({exc.__class__.__name__}); "
+                "an admin can find the traceback in the worker log.",
+            },
+        )
+        return "failed"
+    result = {
+        "format": source.format,
+        "encoding": source.encoding,
+        "mapping": source.mapping,
+        "num_rows": {split: len(ds) for split, ds in dsd.items()},
+        "label_names": source.label_names,
+        "stats": stats,
+        "warnings": stats_warnings(stats),
+        "columns": (source.stats or {}).get("source", {}).get("columns") or [],
+        "has_header": (source.stats or {}).get("source", {}).get("has_header"),
+        "delimiter": (source.stats or {}).get("source", {}).get("delimiter"),
+        "lineage_note": _clean_note(source, dropped, leaked),
+    }
+    if services.dataset_mark_ready(dataset_id=dataset_id, result=result) is None:
+        dataset.delete_files()
         return "gone"
     return "ready"

@@ -139,6 +139,12 @@ def dataset_detail(request, dataset_id: int):
             "row_errors": (dataset.error or {}).get("details") or stats.get("row_errors") or [],
             "can_write": can_write(user=request.user, team=dataset.team),
             "used_by": selectors.job_refs(selectors.jobs_using(dataset=dataset)),
+            "can_clean": dataset.status == DatasetStatus.READY
+            and can_write(user=request.user, team=dataset.team)
+            and bool(
+                stats.get("exact_duplicates")
+                or any((ov or {}).get("rows") for ov in (stats.get("overlap") or {}).values())
+            ),
         },
     )
 
@@ -156,3 +162,16 @@ def dataset_delete(request, dataset_id: int):
         return redirect("dataset-page", dataset_id=dataset.pk)
     messages.success(request, f"{dataset} was deleted.")
     return redirect("datasets")
+
+
+@login_required
+@require_POST
+def dataset_clean(request, dataset_id: int):
+    dataset = selectors.dataset_get_for_user(user=request.user, dataset_id=dataset_id)
+    try:
+        clean = services.dataset_clean_version_create(user=request.user, dataset=dataset)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect("dataset-page", dataset_id=dataset.pk)
+    messages.success(request, f"Making {clean}, a clean version of {dataset}.")
+    return redirect("dataset-page", dataset_id=clean.pk)
