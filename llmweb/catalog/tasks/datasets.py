@@ -269,29 +269,25 @@ def clean_splits(dsd: Any, schema: str) -> tuple[Any, dict[str, int], dict[str, 
     """``(cleaned DatasetDict, exact duplicates dropped per split, leaked rows removed per
     evaluation split)``.
 
-    Rows are judged with the hashes the quality report uses (``jobs.engine.data.stats``):
-    a whole-row hash for exact duplicates (the first occurrence stays, train read first)
-    and the normalized hash of the model's inputs for leakage into validation and test.
+    Rows are judged with the hashes the quality report uses: its accumulator
+    (``jobs.engine.data.stats.StatsAccumulator``) hashes each batch it is given, a whole
+    row for exact duplicates and the normalized model inputs for leakage, and those
+    hashes are read back per batch. The first occurrence stays, train read first.
     """
-    import numpy as np
-    import pandas as pd
     from datasets import DatasetDict
 
-    from jobs.engine.data import canonical_columns
-    from jobs.engine.data.stats import _combine, _hashes, _normalized_hashes, input_columns
+    from jobs.engine.data.stats import StatsAccumulator
 
-    def row_hashes(batch) -> np.ndarray:
-        return _combine(
-            [
-                _hashes(batch.column(c))
-                if c != "label"
-                else pd.util.hash_array(np.asarray(batch.column(c), dtype=np.int64))
-                for c in canonical_columns(schema)
-            ]
-        )
+    labels = None
+    first = dsd[next(iter(dsd))]
+    if "label" in first.features and hasattr(first.features["label"], "names"):
+        labels = list(first.features["label"].names)
+    accumulator = StatsAccumulator(schema, labels)
 
-    def input_hashes(batch) -> np.ndarray:
-        return _combine([_normalized_hashes(batch.column(c)) for c in input_columns(schema)])
+    def hashes(split: str, batch):
+        state = accumulator.start(split)
+        accumulator.add(split, batch)
+        return state.row_hashes[-1], state.input_hashes[-1]
 
     order = [s for s in ("train", "validation", "test") if s in dsd] + [
         s for s in dsd if s not in ("train", "validation", "test")
@@ -306,7 +302,9 @@ def clean_splits(dsd: Any, schema: str) -> tuple[Any, dict[str, int], dict[str, 
         keep: list[int] = []
         offset = 0
         for batch in ds.with_format("arrow").iter(batch_size=10_000):
-            rows, inputs = row_hashes(batch), input_hashes(batch)
+            if batch.num_rows == 0:
+                continue
+            rows, inputs = hashes(split, batch)
             for i in range(batch.num_rows):
                 r, x = int(rows[i]), int(inputs[i])
                 if r in seen_rows:
