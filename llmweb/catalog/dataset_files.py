@@ -207,7 +207,8 @@ path, encoding, tmp = Path(sys.argv[1]), sys.argv[2] or None, Path(sys.argv[3])
 options = json.loads(sys.argv[6])
 try:
     source, fmt, enc, plan = readable_source(
-        path, filename=path.name, options=options, encoding=encoding, work=tmp
+        path, filename=path.name, options=options, encoding=encoding, work=tmp,
+        prefer_text=options.get("schema") in ("causal-lm", "masked-lm"),
     )
     info = inspect_file(source, fmt=fmt, encoding=enc, sample_rows=20, work_dir=tmp,
                         has_header=options.get("has_header"),

@@ -180,12 +180,15 @@ def read_plan(
     fmt: str | None = None,
     delimiter: str | None = None,
     encoding: str | None = None,
+    prefer_text: bool = False,
 ) -> ReadPlan:
     """Decide format and delimiter from the person's choice, the content and the name.
 
     An explicit ``fmt``/``delimiter`` wins; otherwise ``.txt``, ``.dat`` and files with
     no extension are sniffed (JSON, then a consistent delimiter, else plain text), and a
-    ``.csv`` may turn out to use ``;`` or ``|`` or tabs.
+    ``.csv`` may turn out to use ``;`` or ``|`` or tabs. ``prefer_text`` (a language-model
+    dataset) keeps a sniffed ``.txt`` as plain text: read as a table, every line's text
+    after its first comma would be lost without a word.
     """
     suffix = Path(filename).suffix.lower()
     cut = len(head) >= HEAD_BYTES
@@ -221,7 +224,7 @@ def read_plan(
     if by_content:
         return ReadPlan(format=by_content, sniffed=True)
     sniffed, width = sniff_delimiter(text, cut=cut)
-    if sniffed is not None:
+    if sniffed is not None and not prefer_text:
         return _delimited(sniffed, width, sniffed=True)
     return ReadPlan(format="txt", columns=1, sniffed=True)
 
@@ -250,7 +253,13 @@ def rewrite_as_csv(src: Path, dest: Path, *, delimiter: str, encoding: str) -> P
 
 
 def readable_source(
-    path: Path, *, filename: str, options: dict[str, Any], encoding: str | None, work: Path
+    path: Path,
+    *,
+    filename: str,
+    options: dict[str, Any],
+    encoding: str | None,
+    work: Path,
+    prefer_text: bool = False,
 ) -> tuple[Path, str | None, str | None, ReadPlan]:
     """``(path, engine format, encoding, plan)`` to hand the engine, per :func:`read_plan`.
 
@@ -264,6 +273,7 @@ def readable_source(
         fmt=options.get("format"),
         delimiter=options.get("delimiter"),
         encoding=encoding,
+        prefer_text=prefer_text,
     )
     if not plan.needs_rewrite:
         return path, plan.engine_format, encoding, plan

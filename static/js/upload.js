@@ -106,7 +106,7 @@ function llmwebDatasetUpload(form) {
     const part = whole ? file : file.slice(0, HEAD);
     data.append("file", part, file.name);
     data.append("partial", !whole && file.size > HEAD ? "true" : "false");
-    for (const f of ["encoding", "format", "delimiter", "has_header"]) data.append(f, form.elements[f].value);
+    for (const f of ["encoding", "format", "delimiter", "has_header", "schema"]) data.append(f, form.elements[f].value);
     const r = await fetch("/api/v1/datasets/inspect/", {
       method: "POST", body: data, headers: {"X-CSRFToken": llmweb.csrf(), Accept: "application/json"},
     });
@@ -139,7 +139,13 @@ function llmwebDatasetUpload(form) {
     inspect(file).catch((e) => { $("file-facts").textContent += " · preview failed: " + e; });
   }
   for (const f of ["encoding", "format", "delimiter", "has_header"]) form.elements[f].addEventListener("change", reinspect);
-  form.elements.schema.addEventListener("change", () => { drawMapping(); checkFits(); });
+  // A language-model dataset reads a .txt as plain text, so that switch re-reads the file.
+  const isLm = () => ["causal-lm", "masked-lm"].includes(form.elements.schema.value);
+  let wasLm = isLm();
+  form.elements.schema.addEventListener("change", () => {
+    if (isLm() !== wasLm) { wasLm = isLm(); reinspect(); return; }
+    drawMapping(); checkFits();
+  });
   drawMapping();
 
   // --- upload, then processing ---------------------------------------------------------

@@ -121,3 +121,22 @@ def test_inspect_follows_delimiter_and_header_overrides(api, alice, team):
 def test_inspect_refuses_nul_bytes_with_a_400(api, alice, team):
     r = _inspect(api(alice), "x.csv", b"text,label\nhi\x00,1\n")
     assert r.status_code == 400 and "NUL bytes" in r.json()["detail"]
+
+
+POEM = b"Roses are red, violets are blue\nSugar is sweet, and so are you\nThe rose is red, the violet blue\n"
+
+
+def test_a_language_model_txt_stays_plain_text_even_if_it_splits_on_commas():
+    assert sniff.read_plan(POEM, filename="poem.txt").delimiter == "comma"
+    plan = sniff.read_plan(POEM, filename="poem.txt", prefer_text=True)
+    assert (plan.format, plan.columns) == ("txt", 1)
+    chosen = sniff.read_plan(POEM, filename="poem.txt", prefer_text=True, delimiter="comma")
+    assert chosen.delimiter == "comma"  # what the person chose still wins
+
+
+def test_inspect_for_a_language_model_keeps_whole_lines(api, alice, team):
+    body = _inspect(api(alice), "poem.txt", POEM, schema="causal-lm").json()
+    assert body["format"] == "txt" and body["sample"][0] == {
+        "text": "Roses are red, violets are blue"
+    }
+    assert _inspect(api(alice), "poem.txt", POEM).json()["format"] == "csv"

@@ -240,3 +240,16 @@ def test_sms_collection_renamed_txt_is_read_as_tsv(worker, api, alice, team):
     assert sum(ds.num_rows.values()) == 5574
     assert ds.label_names == ["ham", "spam"] and ds.format == "tsv"
     assert ds.stats["source"]["delimiter"] == "tab"
+
+
+def test_a_poem_with_a_comma_per_line_trains_a_language_model_on_whole_lines(
+    worker, api, alice, team
+):
+    lines = [f"line {i} of the poem, and its second half" for i in range(30)]
+    ds = upload_and_settle(
+        api(alice), "poem.txt", ("\n".join(lines) + "\n").encode(), schema="causal-lm"
+    )
+    assert ds.status == "ready", ds.error
+    assert ds.format == "txt" and sum(ds.num_rows.values()) == 30
+    row = api(alice).get(f"/api/v1/datasets/{ds.pk}/rows/?split=train").json()["results"][0]
+    assert row["text"].endswith(", and its second half")

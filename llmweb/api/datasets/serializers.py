@@ -146,6 +146,11 @@ class InspectRequestSerializer(ReadOptionsFields):
         help_text="The file, or the first MiB of a text file with partial=true."
     )
     partial = serializers.BooleanField(required=False, default=False)
+    schema = serializers.ChoiceField(
+        choices=Schema.choices,
+        required=False,
+        help_text="The task the file is for: a .txt for causal-lm or masked-lm stays plain text.",
+    )
     encoding = serializers.CharField(required=False, allow_blank=True, default="")
 
 

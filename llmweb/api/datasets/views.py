@@ -197,6 +197,8 @@ class DatasetViewSet(viewsets.GenericViewSet):
             delimiter=request.data.get("delimiter"),
             has_header=request.data.get("has_header"),
         )
+        if request.data.get("schema") in Schema.values:  # a language-model file stays text
+            options["schema"] = request.data["schema"]
         tmp_root = Path(settings.STORAGE_DIR) / "tmp"
         tmp_root.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix=".inspect-", dir=tmp_root))

@@ -30,7 +30,7 @@ from django.db.models import ProtectedError
 from django.utils import timezone
 
 from jobs.engine.jsonable import jsonable
-from jobs.engine.schemas import SCHEMAS
+from jobs.engine.schemas import LM_TASKS, SCHEMAS
 from llmweb.accounts.models import Team
 from llmweb.catalog import sniff
 from llmweb.catalog.models import Dataset, DatasetStatus, Schema
@@ -261,7 +261,9 @@ def parse_read_options(
     return out
 
 
-def upload_read_plan(path: Path, *, filename: str, options: dict[str, Any]) -> sniff.ReadPlan:
+def upload_read_plan(
+    path: Path, *, filename: str, options: dict[str, Any], schema: str
+) -> sniff.ReadPlan:
     """How the stored upload will be read; DomainError for a file that is not data.
 
     The same decision the worker makes (``catalog.tasks.datasets``), from the first
@@ -272,7 +274,11 @@ def upload_read_plan(path: Path, *, filename: str, options: dict[str, Any]) -> s
     if reason:
         raise DomainError(reason, code="binary_file", param="file")
     return sniff.read_plan(
-        head, filename=filename, fmt=options.get("format"), delimiter=options.get("delimiter")
+        head,
+        filename=filename,
+        fmt=options.get("format"),
+        delimiter=options.get("delimiter"),
+        prefer_text=schema in LM_TASKS,
     )
 
 
@@ -400,7 +406,10 @@ def dataset_upload_create(
             if size == 0:
                 raise DomainError(f"{filename} is empty.", param="file")
             plan = upload_read_plan(
-                dataset.upload_path, filename=filename, options=fields["read_options"]
+                dataset.upload_path,
+                filename=filename,
+                options=fields["read_options"],
+                schema=schema,
             )
             check_plan_fits_schema(plan, schema=schema, filename=filename)
             dataset.size_bytes = size

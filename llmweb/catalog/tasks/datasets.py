@@ -17,7 +17,7 @@ from typing import Any
 
 from celery import shared_task
 
-from jobs.engine.schemas import SCHEMAS
+from jobs.engine.schemas import LM_TASKS, SCHEMAS
 from llmweb.catalog import sniff
 from llmweb.catalog.models import Dataset, DatasetStatus
 from llmweb.catalog.services import datasets as services
@@ -215,6 +215,7 @@ def process_dataset_task(self, dataset_id: int) -> str:
             options=dataset.read_options or {},
             encoding=dataset.claimed_encoding or None,
             work=work,
+            prefer_text=dataset.schema in LM_TASKS,
         )
         config = ProcessConfig(
             source=source,
