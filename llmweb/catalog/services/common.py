@@ -6,7 +6,6 @@ place and pages show them beside the field they name.
 
 from __future__ import annotations
 
-import shutil
 from typing import Any, Protocol, TypeVar
 
 from django.core.exceptions import PermissionDenied
@@ -79,14 +78,12 @@ def create_versioned(record_class: type[R], *, team: Team, name: str, **fields: 
 def delete_finished_jobs(*, user, jobs: list[Any], conflict: type[DomainError]) -> None:
     """Delete jobs that used a catalog record the person is deleting with them.
 
-    Only finished jobs: a queued or running one must be cancelled first. The job system's
-    own ``jobs.services.job_delete`` does the work when it exists (it owns job state);
-    until then the rows go here, their events and input links cascade, their work
-    folders are removed after commit, and the models they made stay (their ``job``
-    link becomes empty).
+    Only finished jobs: a queued or running one must be cancelled first (checked for all
+    before any is deleted). Each goes through the job system's ``job_delete`` (events and
+    work folder too; the model it made stays, its ``job`` link emptied).
     """
-    from jobs import services as job_services
-    from jobs.models import FINISHED, Job
+    from jobs.models import FINISHED
+    from jobs.services import job_delete
 
     running = [j for j in jobs if j.status not in FINISHED]
     if running:
@@ -94,11 +91,5 @@ def delete_finished_jobs(*, user, jobs: list[Any], conflict: type[DomainError]) 
         raise conflict(
             f"Job {ids} has not finished; cancel it or wait, then delete.", code="job_active"
         )
-    job_delete = getattr(job_services, "job_delete", None)
     for job in jobs:
-        if job_delete is not None:
-            job_delete(user=user, job=job)
-            continue
-        folder = job.work_dir
-        Job.objects.filter(pk=job.pk, status__in=FINISHED).delete()
-        transaction.on_commit(lambda folder=folder: shutil.rmtree(folder, ignore_errors=True))
+        job_delete(user=user, job=job)

@@ -34,7 +34,13 @@ from jobs.engine.schemas import LM_TASKS, SCHEMAS
 from llmweb.accounts.models import Team
 from llmweb.catalog import sniff
 from llmweb.catalog.models import Dataset, DatasetStatus, Schema
-from llmweb.catalog.services.common import UploadTooLarge, create_versioned, require_write
+from llmweb.catalog.selectors import job_refs, jobs_using
+from llmweb.catalog.services.common import (
+    UploadTooLarge,
+    create_versioned,
+    delete_finished_jobs,
+    require_write,
+)
 from llmweb.core.errors import Conflict, DomainError
 from llmweb.core.queue import enqueue_on_commit
 
@@ -533,6 +539,8 @@ def dataset_mark_failed(*, dataset_id: int, error: dict[str, Any]) -> Dataset | 
         ds = Dataset.objects.select_for_update().filter(pk=dataset_id).first()
         if ds is None:
             return None
+        # Files first: whoever sees "failed" (a page, a poll, a test) finds nothing left.
+        ds.delete_files()
         details = [
             {"line": d.get("line"), "column": d.get("column"), "message": d.get("message")}
             for d in (error.get("details") or [])[:MAX_ROW_ERRORS]
@@ -549,7 +557,6 @@ def dataset_mark_failed(*, dataset_id: int, error: dict[str, Any]) -> Dataset | 
         ds.progress_message = "Failed"
         ds.processed_at = timezone.now()
         ds.save(update_fields=["status", "error", "progress_message", "processed_at"])
-    ds.delete_files()
     return ds
 
 
@@ -567,9 +574,6 @@ def dataset_delete(*, user, dataset: Dataset, delete_jobs: bool = False) -> None
         DatasetConflict: jobs used the dataset and ``delete_jobs`` is off (the error's
             ``jobs`` lists them), or one of them has not finished.
     """
-    from llmweb.catalog.selectors import job_refs, jobs_using
-    from llmweb.catalog.services.common import delete_finished_jobs
-
     _require_write(user=user, team=dataset.team)
     folder = dataset.storage_dir
     with transaction.atomic():

@@ -27,9 +27,11 @@ from django.db.models import ProtectedError
 from jobs.engine.jsonable import jsonable
 from jobs.engine.models.card import model_card_markdown
 from jobs.engine.models.info import BUNDLED_MODELS, ModelInfo
+from jobs.models import JobModel
 from llmweb.accounts.models import Team
 from llmweb.catalog.models import ModelSource, ModelStatus, RegisteredModel
-from llmweb.catalog.services.common import create_versioned
+from llmweb.catalog.selectors import job_refs, jobs_using
+from llmweb.catalog.services.common import create_versioned, delete_finished_jobs
 from llmweb.catalog.services.model_arrivals import (
     UPLOAD_SUFFIXES,
     model_create_preset,
@@ -140,9 +142,6 @@ def model_delete(*, user, model: RegisteredModel, delete_jobs: bool = False) -> 
             uses it; or finished jobs used it and ``delete_jobs`` is off (the error's
             ``jobs`` lists them).
     """
-    from llmweb.catalog.selectors import job_refs, jobs_using
-    from llmweb.catalog.services.common import delete_finished_jobs
-
     require_write(user=user, team=model.team)
     if model.source == ModelSource.BUNDLED:
         raise ModelConflict(
@@ -164,10 +163,11 @@ def model_delete(*, user, model: RegisteredModel, delete_jobs: bool = False) -> 
             )
         if used_by and not delete_jobs:
             ids = ", ".join(f"#{j.pk}" for j in used_by[:10])
+            many = len(used_by) != 1
             raise ModelConflict(
-                f"{len(used_by)} finished job{'s' if len(used_by) != 1 else ''} ({ids}) "
-                "were started from this model and keep it in their history. Delete those "
-                "jobs with it (delete_jobs=true), or keep the model.",
+                f"Finished job{'s' if many else ''} {ids} {'were' if many else 'was'} started "
+                "from this model and keep it in their history. Delete those jobs with it "
+                "(delete_jobs=true), or keep the model.",
                 code="model_in_use",
                 jobs=job_refs(used_by),
             )
@@ -175,7 +175,10 @@ def model_delete(*, user, model: RegisteredModel, delete_jobs: bool = False) -> 
         try:
             model.delete()
         except ProtectedError as e:  # a job started a moment ago
-            ids = sorted(o.pk for o in e.protected_objects)[:10]
+            # A job holds its models through JobModel links; name the jobs, not the links.
+            ids = sorted(
+                {o.job_id if isinstance(o, JobModel) else o.pk for o in e.protected_objects}
+            )[:10]
             raise ModelConflict(
                 "Jobs " + ", ".join(f"#{i}" for i in ids) + " use this model now.",
                 code="model_in_use",

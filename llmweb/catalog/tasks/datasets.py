@@ -21,6 +21,7 @@ from jobs.engine.schemas import LM_TASKS, SCHEMAS
 from llmweb.catalog import sniff
 from llmweb.catalog.models import Dataset, DatasetStatus
 from llmweb.catalog.services import datasets as services
+from llmweb.core.running import run_guarded
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +200,6 @@ def _claim(dataset_id: int, redelivered: bool) -> Dataset | None:
 @shared_task(bind=True, name="llmweb.catalog.tasks.process_dataset", queue="default")
 def process_dataset_task(self, dataset_id: int) -> str:
     """Parse, validate, split and describe an uploaded dataset; see the module docstring."""
-    from jobs.engine.base import Cancelled, EngineError
     from jobs.engine.data import ProcessConfig, process_dataset
 
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
@@ -207,14 +207,15 @@ def process_dataset_task(self, dataset_id: int) -> str:
     if dataset is None:
         return "skipped"
     reporter = RowReporter(dataset.pk, expected_rows=_expected_rows(dataset))
-    work = dataset.storage_dir / "work"
-    try:
+    work_dir = dataset.storage_dir / "work"
+
+    def work() -> dict:
         source, fmt, encoding, plan = sniff.readable_source(
             dataset.upload_path,
             filename=dataset.original_filename,
             options=dataset.read_options or {},
             encoding=dataset.claimed_encoding or None,
-            work=work,
+            work=work_dir,
             prefer_text=dataset.schema in LM_TASKS,
         )
         config = ProcessConfig(
@@ -235,31 +236,25 @@ def process_dataset_task(self, dataset_id: int) -> str:
             work_dir=dataset.storage_dir,
         )
         result = process_dataset(config, reporter).as_dict()
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(work_dir, ignore_errors=True)
         result["delimiter"] = plan.delimiter or {"tsv": "tab", "csv": "comma"}.get(
             result.get("format") or ""
         )
         reporter.write(PHASE_START["tokens"], "Counting tokens")
         add_token_lengths(dataset.processed_dir, result["stats"])
-    except Cancelled:
+        return result
+
+    def cancelled() -> None:
         log.info("dataset %s was deleted while processing; stopped", dataset_id)
         dataset.delete_files()
-        return "cancelled"
-    except EngineError as exc:
-        log.info("dataset %s refused: %s", dataset_id, exc.message)
-        services.dataset_mark_failed(dataset_id=dataset_id, error=exc.as_dict())
-        return "failed"
-    except Exception as exc:  # noqa: BLE001 - our bug; keep the traceback in the log
-        log.exception("dataset %s crashed", dataset_id)
-        services.dataset_mark_failed(
-            dataset_id=dataset_id,
-            error={
-                "code": "internal_error",
-                "message": f"Processing stopped on an internal error ({exc.__class__.__name__}); "
-                "an admin can find the traceback in the worker log.",
-            },
-        )
-        return "failed"
+
+    def failed(error: dict, traceback: str) -> None:
+        services.dataset_mark_failed(dataset_id=dataset_id, error=error)
+
+    ran = run_guarded(work, what="Processing", on_failed=failed, on_cancelled=cancelled)
+    if ran.state != "succeeded":
+        return ran.state
+    result = ran.value
     if services.dataset_mark_ready(dataset_id=dataset_id, result=result) is None:
         dataset.delete_files()  # deleted while we worked
         return "gone"
@@ -347,35 +342,33 @@ def clean_dataset_task(self, dataset_id: int) -> str:
     if dataset is None:
         return "skipped"
     source = Dataset.objects.filter(pk=dataset.derived_from_id, status=DatasetStatus.READY).first()
-    try:
-        if source is None:
-            raise LookupError("source gone")
-        RowReporter(dataset.pk, expected_rows=None).write(0.1, f"Reading {source}")
-        dsd, dropped, leaked = clean_splits(
-            load_from_disk(str(source.processed_dir), keep_in_memory=False), dataset.schema
-        )
-        RowReporter(dataset.pk, expected_rows=None).write(0.5, "Saving the clean splits")
-        dataset.processed_dir.parent.mkdir(parents=True, exist_ok=True)
-        dsd.save_to_disk(str(dataset.processed_dir))
-        stats = compute_stats(dsd, dataset.schema)
-        add_token_lengths(dataset.processed_dir, stats)
-    except LookupError:
+    if source is None:
         services.dataset_mark_failed(
             dataset_id=dataset_id,
             error={"code": "source_gone", "message": "The source dataset is gone or not ready."},
         )
         return "failed"
-    except Exception as exc:  # noqa: BLE001 - our bug; keep the traceback in the log
-        log.exception("clean version %s crashed", dataset_id)
-        services.dataset_mark_failed(
-            dataset_id=dataset_id,
-            error={
-                "code": "internal_error",
-                "message": f"Cleaning stopped on an internal error ({exc.__class__.__name__}); "
-                "an admin can find the traceback in the worker log.",
-            },
+    reporter = RowReporter(dataset.pk, expected_rows=None)
+
+    def work() -> tuple[Any, dict[str, int], dict[str, int], dict[str, Any]]:
+        reporter.write(0.1, f"Reading {source}")
+        dsd, dropped, leaked = clean_splits(
+            load_from_disk(str(source.processed_dir), keep_in_memory=False), dataset.schema
         )
-        return "failed"
+        reporter.write(0.5, "Saving the clean splits")
+        dataset.processed_dir.parent.mkdir(parents=True, exist_ok=True)
+        dsd.save_to_disk(str(dataset.processed_dir))
+        stats = compute_stats(dsd, dataset.schema)
+        add_token_lengths(dataset.processed_dir, stats)
+        return dsd, dropped, leaked, stats
+
+    def failed(error: dict, traceback: str) -> None:
+        services.dataset_mark_failed(dataset_id=dataset_id, error=error)
+
+    ran = run_guarded(work, what="Cleaning", on_failed=failed)
+    if ran.state != "succeeded":
+        return ran.state
+    dsd, dropped, leaked, stats = ran.value
     result = {
         "format": source.format,
         "encoding": source.encoding,
