@@ -6,6 +6,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from llmweb.accounts.models import ApiToken
+from llmweb.accounts.selectors import api_token_lookup
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):
@@ -23,12 +24,8 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             secret = header[1].decode("ascii")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("The API token has invalid characters.") from None
-        token = (
-            ApiToken.objects.select_related("user")
-            .filter(digest=ApiToken.digest_of(secret))
-            .first()
-        )
-        if token is None or not token.user.is_active:
+        token = api_token_lookup(secret=secret)
+        if token is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API token.")
         now = timezone.now()
         # Write at most once a minute so a busy script does not turn reads into writes.
