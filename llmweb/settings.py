@@ -12,6 +12,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from llmweb.core.instance import channel_layer_prefix, instance_name, redis_key_prefix
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -26,14 +28,22 @@ def envint(name: str, default: int) -> int:
 VAR_DIR = Path(os.environ.get("LLMWEB_VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-# Under pytest, each session gets its own Redis key prefix, test database file and storage
-# folder, so two test runs on one machine (or a dev server beside them) never share a
-# queue. Worker and server subprocesses inherit the id through the environment.
-TEST_RUN = (
-    os.environ.setdefault("LLMWEB_TEST_RUN", str(os.getpid()))
-    if os.environ.get("PYTEST_VERSION")
-    else ""
-)
+# Under pytest, each session is its own instance (Redis namespace), with its own test
+# database file and storage folder, so two test runs on one machine (or a dev server beside
+# them) never share a queue. The session process names it; worker and server subprocesses
+# inherit LLMWEB_TEST_RUN and LLMWEB_INSTANCE through the environment (a test may hand a
+# child another instance on purpose).
+TEST_RUN = ""
+if os.environ.get("PYTEST_VERSION"):
+    if "LLMWEB_TEST_RUN" not in os.environ:
+        os.environ["LLMWEB_TEST_RUN"] = str(os.getpid())
+        os.environ["LLMWEB_INSTANCE"] = f"test{os.environ['LLMWEB_TEST_RUN']}"
+    TEST_RUN = os.environ["LLMWEB_TEST_RUN"]
+
+# One deployment, one namespace: broker keys, result keys, channel-layer prefix and worker
+# names carry this (llmweb/core/instance.py says why and how it is derived).
+LLMWEB_INSTANCE = instance_name(VAR_DIR)
+LLMWEB_REDIS_PREFIX = redis_key_prefix(LLMWEB_INSTANCE)
 
 
 def _secret_key() -> str:
@@ -158,7 +168,7 @@ CHANNEL_LAYERS = {
             "hosts": [REDIS_URL],
             "capacity": 1500,
             "expiry": 60,
-            "prefix": f"asgi{TEST_RUN}",
+            "prefix": channel_layer_prefix(LLMWEB_INSTANCE),
         },
     }
 }
@@ -171,9 +181,11 @@ CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 7 * 24 * 3600}
-if TEST_RUN:
-    CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = f"test{TEST_RUN}:"
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 7 * 24 * 3600,
+    "global_keyprefix": LLMWEB_REDIS_PREFIX,
+}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": LLMWEB_REDIS_PREFIX}
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Training jobs go to this queue (one worker per GPU consumes it).

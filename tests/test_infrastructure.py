@@ -129,7 +129,7 @@ def test_compose_file_matches_the_code():
         and "llmweb.asgi:application" in services["web"]["command"]
     )
     worker_cmd = services["worker"]["command"]
-    assert "celery" in worker_cmd and "-A llmweb worker" in worker_cmd and "-Q gpu" in worker_cmd
+    assert worker_cmd.startswith("python -m llmweb.devtools.workers ") and "gpu" in worker_cmd
     gpu = services["worker"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["capabilities"] == ["gpu"]
     readme = (ROOT / "README.md").read_text()
