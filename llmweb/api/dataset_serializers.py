@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from llmweb.catalog.models import Dataset, Schema
 from llmweb.catalog.services.datasets import ENCODINGS, TXT_MODES
+from llmweb.core.ids import ID_FIELD_BOUNDS, SEED_BOUNDS
 
 
 class DatasetSerializer(serializers.ModelSerializer):
@@ -14,6 +15,8 @@ class DatasetSerializer(serializers.ModelSerializer):
     created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
     total_rows = serializers.SerializerMethodField()
     urls = serializers.SerializerMethodField()
+    # While queued: "Waiting for a worker: N ahead of it, queued 2 min ago" (never bare).
+    progress_message = serializers.CharField(source="status_message", read_only=True)
 
     class Meta:
         model = Dataset
@@ -75,7 +78,9 @@ class DatasetUploadSerializer(serializers.Serializer):
         help_text="Default: the file name. The same name again makes a new version.",
     )
     schema = serializers.ChoiceField(choices=Schema.choices)
-    team = serializers.IntegerField(required=False, help_text="Default: your active or first team.")
+    team = serializers.IntegerField(
+        required=False, help_text="Default: your active or first team.", **ID_FIELD_BOUNDS
+    )
     description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
     mapping = serializers.CharField(
         required=False,
@@ -88,7 +93,7 @@ class DatasetUploadSerializer(serializers.Serializer):
         allow_blank=True,
         help_text='"0.8,0.1,0.1" (default), "80,10,10" or a JSON list.',
     )
-    seed = serializers.IntegerField(required=False, default=42)
+    seed = serializers.IntegerField(required=False, default=42, **SEED_BOUNDS)
     stratify = serializers.BooleanField(
         required=False,
         default=True,

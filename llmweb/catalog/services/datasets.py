@@ -327,6 +327,8 @@ def _enqueue(dataset_id: int) -> None:
         from llmweb.catalog.tasks.datasets import process_dataset_task
 
         try:
+            # The reaper's "never claimed within N minutes" counts from the send.
+            Dataset.objects.filter(pk=dataset_id).update(queued_at=timezone.now())
             process_dataset_task.delay(dataset_id)
         except Exception:  # noqa: BLE001 - the broker is down; say so instead of hanging
             log.exception("could not enqueue processing of dataset %s", dataset_id)

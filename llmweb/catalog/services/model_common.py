@@ -9,6 +9,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max
+from django.utils import timezone
 
 from llmweb.accounts.models import Team
 from llmweb.catalog.models import ModelSource, ModelStatus, ModelTask, RegisteredModel
@@ -101,6 +102,8 @@ def enqueue(task_name: str, model_id: int) -> None:
         from llmweb.catalog import tasks
 
         try:
+            # The reaper's "never claimed within N minutes" counts from the send.
+            RegisteredModel.objects.filter(pk=model_id).update(queued_at=timezone.now())
             getattr(tasks, task_name).delay(model_id)
         except Exception:  # noqa: BLE001 - the broker is down; say so instead of hanging
             log.exception("could not enqueue %s for model %s", task_name, model_id)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
 from typing import Any
 
 from celery import shared_task
 
+from llmweb.catalog.liveness import dataset_claim, heartbeat
 from llmweb.catalog.models import Dataset, DatasetStatus
 from llmweb.catalog.services import datasets as services
 
@@ -174,16 +176,13 @@ def add_token_lengths(processed_dir, stats: dict[str, Any]) -> None:
     stats["tokenizer"] = "all-MiniLM-L6-v2"
 
 
-def _claim(dataset_id: int, redelivered: bool) -> Dataset | None:
-    statuses = [DatasetStatus.UPLOADED] + ([DatasetStatus.PROCESSING] if redelivered else [])
-    claimed = Dataset.objects.filter(pk=dataset_id, status__in=statuses).update(
-        status=DatasetStatus.PROCESSING,
-        progress=0.0,
-        progress_message="Starting",
-    )
-    if not claimed:
-        return None  # deleted, or a duplicate delivery of work already done
-    return Dataset.objects.select_related("team").get(pk=dataset_id)
+def _claim(dataset_id: int) -> Dataset | None:
+    if not dataset_claim(dataset_id=dataset_id):
+        return None  # deleted, held by a live worker, or a duplicate delivery of work done
+    dataset = Dataset.objects.select_related("team").get(pk=dataset_id)
+    # A try that was lost mid-way (killed worker) may have left part of the output.
+    shutil.rmtree(dataset.processed_dir, ignore_errors=True)
+    return dataset
 
 
 @shared_task(bind=True, name="llmweb.catalog.tasks.process_dataset", queue="default")
@@ -192,28 +191,28 @@ def process_dataset_task(self, dataset_id: int) -> str:
     from jobs.engine.base import Cancelled, EngineError
     from jobs.engine.data import ProcessConfig, process_dataset
 
-    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-    dataset = _claim(dataset_id, redelivered)
+    dataset = _claim(dataset_id)
     if dataset is None:
         return "skipped"
     reporter = RowReporter(dataset.pk, expected_rows=_expected_rows(dataset))
     try:
-        config = ProcessConfig(
-            source=dataset.upload_path,
-            out_dir=dataset.processed_dir,
-            schema=dataset.schema,
-            encoding=dataset.claimed_encoding or None,
-            mapping=_complete_mapping(dataset, dataset.storage_dir),
-            split_ratios=tuple(dataset.split_ratios or services.DEFAULT_RATIOS),
-            seed=dataset.seed,
-            stratify=dataset.stratify,
-            txt_mode=dataset.txt_mode or "lines",
-            max_errors=services.MAX_ROW_ERRORS,
-            work_dir=dataset.storage_dir,
-        )
-        result = process_dataset(config, reporter).as_dict()
-        reporter.write(PHASE_START["tokens"], "Counting tokens")
-        add_token_lengths(dataset.processed_dir, result["stats"])
+        with heartbeat(dataset):
+            config = ProcessConfig(
+                source=dataset.upload_path,
+                out_dir=dataset.processed_dir,
+                schema=dataset.schema,
+                encoding=dataset.claimed_encoding or None,
+                mapping=_complete_mapping(dataset, dataset.storage_dir),
+                split_ratios=tuple(dataset.split_ratios or services.DEFAULT_RATIOS),
+                seed=dataset.seed,
+                stratify=dataset.stratify,
+                txt_mode=dataset.txt_mode or "lines",
+                max_errors=services.MAX_ROW_ERRORS,
+                work_dir=dataset.storage_dir,
+            )
+            result = process_dataset(config, reporter).as_dict()
+            reporter.write(PHASE_START["tokens"], "Counting tokens")
+            add_token_lengths(dataset.processed_dir, result["stats"])
     except Cancelled:
         log.info("dataset %s was deleted while processing; stopped", dataset_id)
         dataset.delete_files()

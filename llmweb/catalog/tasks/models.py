@@ -16,7 +16,8 @@ from typing import Any
 from celery import shared_task
 from django.conf import settings
 
-from llmweb.catalog.models import Dataset, ModelStatus, RegisteredModel
+from llmweb.catalog.liveness import heartbeat, model_claim
+from llmweb.catalog.models import Dataset, RegisteredModel
 from llmweb.catalog.services import models as services
 
 log = logging.getLogger(__name__)
@@ -27,9 +28,12 @@ TEXT_COLUMNS = ("text", "source", "target", "text_a", "text_b")
 
 
 def _pending(model_id: int) -> RegisteredModel | None:
+    if not model_claim(model_id=model_id):
+        return None  # deleted, held by a live worker, or a duplicate delivery of finished work
     model = RegisteredModel.objects.select_related("team").filter(pk=model_id).first()
-    if model is None or model.status != ModelStatus.PENDING:
-        return None  # deleted, or a duplicate delivery of finished work
+    if model is not None:
+        # A try that was lost mid-way (killed worker) may have left part of the output.
+        shutil.rmtree(model.artifact_dir, ignore_errors=True)
     return model
 
 
@@ -46,7 +50,8 @@ def _run(model: RegisteredModel, work: Callable[[], tuple[Any, str | None]]) -> 
 
     folder = model.storage_dir
     try:
-        info, card = work()
+        with heartbeat(model):
+            info, card = work()
     except EngineError as exc:
         log.info("model %s refused: %s", model.pk, exc.message)
         services.model_mark_failed(model_id=model.pk, error=exc.as_dict())
