@@ -82,6 +82,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Outside the others, so their HTML errors under /api/ become JSON too.
+    "llmweb.api.middleware.ApiJsonErrorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -208,6 +210,11 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "llmweb.api.errors.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "llmweb.api.parsers.ObjectJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
@@ -234,12 +241,21 @@ LOGGING = {
 # puts a job whose heartbeat is older than this back in the queue.
 LLMWEB_HEARTBEAT_STALE_SECONDS = envint("LLMWEB_HEARTBEAT_STALE_SECONDS", 30)
 LLMWEB_REAPER_INTERVAL_SECONDS = envint("LLMWEB_REAPER_INTERVAL_SECONDS", 15)
+# Datasets and model arrivals (llmweb/catalog/liveness.py): the same heartbeat rule, plus
+# work that no worker claimed within this long is sent again, this many times, then failed.
+LLMWEB_UNCLAIMED_REQUEUE_SECONDS = envint("LLMWEB_UNCLAIMED_REQUEUE_SECONDS", 600)
+LLMWEB_LOST_WORK_MAX_REQUEUES = envint("LLMWEB_LOST_WORK_MAX_REQUEUES", 3)
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-jobs": {
         "task": "jobs.tasks.reap_stale_jobs",
         "schedule": float(LLMWEB_REAPER_INTERVAL_SECONDS),
         # The staleness rule travels with the message, so the beat host decides it.
         "args": (LLMWEB_HEARTBEAT_STALE_SECONDS,),
+        "options": {"queue": "default", "expires": float(LLMWEB_REAPER_INTERVAL_SECONDS)},
+    },
+    "reap-lost-catalog-work": {
+        "task": "llmweb.catalog.tasks.reap_lost_work",
+        "schedule": float(LLMWEB_REAPER_INTERVAL_SECONDS),
         "options": {"queue": "default", "expires": float(LLMWEB_REAPER_INTERVAL_SECONDS)},
     },
     "clean-orphans": {

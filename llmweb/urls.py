@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+import llmweb.core.ids  # noqa: F401 - registers the <id:…> path converter first
 from llmweb.health import healthz
 
 urlpatterns = [

@@ -67,7 +67,7 @@ class TeamViewSet(
         return Response(s.MemberSerializer(selectors.member_list(team=team), many=True).data)
 
     @extend_schema(request=s.RoleSerializer, responses=s.MemberSerializer)
-    @action(detail=True, methods=["patch", "delete"], url_path=r"members/(?P<user_id>\d+)")
+    @action(detail=True, methods=["patch", "delete"], url_path=r"members/(?P<user_id>[0-9]{1,18})")
     def member(self, request, pk=None, user_id=None):
         team = self.get_object()
         m = self._membership(team, user_id)

@@ -13,7 +13,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -22,6 +22,7 @@ from llmweb.accounts.models import Team
 from llmweb.accounts.selectors import team_get_for_user, team_list_for_user
 from llmweb.api import model_serializers as ms
 from llmweb.api.errors import error_response
+from llmweb.api.parsers import ObjectJSONParser
 from llmweb.catalog import selectors
 from llmweb.catalog.model_selectors import model_lineage, model_list_filtered
 from llmweb.catalog.models import ModelStatus, RegisteredModel
@@ -115,7 +116,7 @@ class ModelViewSet(viewsets.GenericViewSet):
     poll ``urls.self`` until ``status`` is ``ready`` or ``failed`` (then ``error`` says why)."""
 
     serializer_class = ms.ModelSerializer
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [ObjectJSONParser, MultiPartParser, FormParser]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     queryset = RegisteredModel.objects.none()
 

@@ -110,6 +110,10 @@ def job_control(request, job_id: int, action: str):
 urlpatterns = [
     path("", job_list, name="jobs"),
     path("new/", job_new, name="job-new"),
-    path("<int:job_id>/", job_detail, name="job-page"),
-    re_path(r"^(?P<job_id>\d+)/(?P<action>cancel|retry|resume)/$", job_control, name="job-control"),
+    path("<id:job_id>/", job_detail, name="job-page"),
+    re_path(
+        r"^(?P<job_id>[0-9]{1,18})/(?P<action>cancel|retry|resume)/$",
+        job_control,
+        name="job-control",
+    ),
 ]

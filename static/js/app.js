@@ -14,17 +14,31 @@ window.llmweb = {
     return m ? m[1] : "";
   },
   // A websocket that reconnects and resumes after the last sequence number it saw.
+  // Reconnects back off (1 s doubling to 30 s, with jitter; reset once a socket opened) and
+  // stop for good on a denial: 4401 not logged in, 4403 origin refused, 4404 not found
+  // (docs/ARCHITECTURE.md, "Websocket denials"). opts.onDenied(code) may tell the person.
   stream(path, onEvent, opts = {}) {
-    let last = opts.after || 0, closed = false, ws;
+    const DENIED = [4401, 4403, 4404];
+    let last = opts.after || 0, closed = false, ws, delay = 1000;
     const open = () => {
       const proto = location.protocol === "https:" ? "wss" : "ws";
       ws = new WebSocket(`${proto}://${location.host}${path}?after=${last}`);
+      ws.onopen = () => { delay = 1000; };
       ws.onmessage = (m) => {
         const ev = JSON.parse(m.data);
         if (ev.seq) last = Math.max(last, ev.seq);
         onEvent(ev);
       };
-      ws.onclose = () => { if (!closed) setTimeout(open, 1000); };
+      ws.onclose = (e) => {
+        if (closed) return;
+        if (DENIED.includes(e.code)) {
+          closed = true;
+          if (opts.onDenied) opts.onDenied(e.code);
+          return;
+        }
+        setTimeout(open, delay * (0.75 + Math.random() / 2));
+        delay = Math.min(30000, delay * 2);
+      };
     };
     open();
     return { close() { closed = true; ws.close(); } };

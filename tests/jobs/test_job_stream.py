@@ -79,6 +79,7 @@ def test_websocket_streams_steps_in_order_and_replays_history(
     )
     assert [m["seq"] for m in replay[1:]] == list(range(6, total + 1))
 
-    # Another team's member is refused at the handshake.
-    with pytest.raises(websockets.exceptions.InvalidStatus):
+    # Another team's member is refused with close code 4404 (no such job for them).
+    with pytest.raises(websockets.exceptions.ConnectionClosed) as info:
         asyncio.run(_collect(_ws(live_server_proc, client, charlie, job_id), lambda m, o: True))
+    assert info.value.rcvd.code == 4404
