@@ -59,6 +59,26 @@ def _secret_key() -> str:
 
 SECRET_KEY = _secret_key()
 DEBUG = envbool("DEBUG", False)
+
+# Served over HTTPS behind a proxy that sets X-Forwarded-Proto (docker-compose runs Caddy):
+# secure cookies, HSTS, redirect to https. The app port must then be reachable only by
+# the proxy, since it trusts that header. Off on a laptop (plain http://localhost).
+LLMWEB_HTTPS = envbool("LLMWEB_HTTPS", False)
+if LLMWEB_HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # the container health check speaks http
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = envint("LLMWEB_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("LLMWEB_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = envbool("LLMWEB_HSTS_PRELOAD", False)
+# Preloading is a domain owner's decision (hard to undo), not a default of ours.
+SILENCED_SYSTEM_CHECKS = [] if envbool("LLMWEB_HSTS_PRELOAD", False) else ["security.W021"]
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 ALLOWED_HOSTS = os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",")
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
@@ -91,6 +111,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "llmweb.security.ContentSecurityPolicyMiddleware",
     "llmweb.accounts.middleware.ActiveTeamMiddleware",
 ]
 
@@ -159,6 +180,9 @@ FILE_UPLOAD_TEMP_DIR = None
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 LLMWEB_MAX_UPLOAD_BYTES = envint("LLMWEB_MAX_UPLOAD_BYTES", 1024**3)
 LLMWEB_ALLOW_HUB = envbool("LLMWEB_ALLOW_HUB", False)
+# A fuzz run made 432 teams and 273 tokens for one user; nobody needs that many.
+LLMWEB_MAX_TEAMS_PER_USER = envint("LLMWEB_MAX_TEAMS_PER_USER", 50)
+LLMWEB_MAX_TOKENS_PER_USER = envint("LLMWEB_MAX_TOKENS_PER_USER", 50)
 
 # Redis: broker, result backend and channel layer.
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import secrets
+import unicodedata
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -21,6 +23,11 @@ def team_create(*, owner, name: str) -> Team:
         raise ValidationError({"name": "A team needs a name."})
     if len(name) > 100:
         raise ValidationError({"name": "A team name has at most 100 characters."})
+    limit = settings.LLMWEB_MAX_TEAMS_PER_USER
+    if Membership.objects.filter(user=owner, role=Role.OWNER).count() >= limit:
+        raise ValidationError(
+            {"name": f"You own {limit} teams, the most one person may; delete one first."}
+        )
     team = Team.objects.create(name=name)
     Membership.objects.create(team=team, user=owner, role=Role.OWNER)
     return team
@@ -37,7 +44,9 @@ def team_invite(*, by, team: Team, username: str, role: str = Role.MEMBER) -> Me
         raise PermissionDenied("Only an owner can invite people to this team.")
     if role not in Role.values:
         raise ValidationError({"role": f"Role must be one of {', '.join(Role.values)}."})
-    user = User.objects.filter(username=(username or "").strip()).first()
+    # Sign-up stores NFKC-normalised names (accounts/usernames.py); look up the same form.
+    wanted = unicodedata.normalize("NFKC", username or "").strip()
+    user = User.objects.filter(username=wanted).first()
     if user is None:
         raise ValidationError({"username": f"No user is called {username!r}."})
     if Membership.objects.filter(team=team, user=user).exists():
@@ -77,6 +86,11 @@ def api_token_create(*, user, name: str) -> tuple[ApiToken, str]:
         raise ValidationError({"name": "Give the token a name, e.g. 'laptop script'."})
     if len(name) > 100:
         raise ValidationError({"name": "A token name has at most 100 characters."})
+    limit = settings.LLMWEB_MAX_TOKENS_PER_USER
+    if ApiToken.objects.filter(user=user).count() >= limit:
+        raise ValidationError(
+            {"name": f"You have {limit} API tokens, the most one person may; revoke one first."}
+        )
     secret = ApiToken.PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         user=user,

@@ -1,5 +1,14 @@
 // Small helpers shared by every page; pages add their own script blocks.
 "use strict";
+// Behaviour that used to be inline handlers, which the Content-Security-Policy forbids:
+// <form data-confirm="question"> asks first; <select data-autosubmit> submits its form.
+document.addEventListener("submit", (ev) => {
+  const form = ev.target.closest("form[data-confirm]");
+  if (form && !confirm(form.dataset.confirm)) ev.preventDefault();
+});
+document.addEventListener("change", (ev) => {
+  if (ev.target.matches("select[data-autosubmit]")) ev.target.form.submit();
+});
 document.addEventListener("click", (ev) => {
   const btn = ev.target.closest("[data-copy]");
   if (!btn) return;
