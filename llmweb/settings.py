@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -93,6 +94,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "axes",
     "llmweb.accounts",
     "llmweb.catalog",
     "llmweb.web",
@@ -113,6 +115,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "llmweb.security.ContentSecurityPolicyMiddleware",
     "llmweb.accounts.middleware.ActiveTeamMiddleware",
+    # Last, as django-axes asks: it turns a locked-out log-in into our 429 response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "llmweb.urls"
@@ -151,6 +155,10 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test_llmweb_{TEST_RUN or 0}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -186,6 +194,31 @@ LLMWEB_MAX_TOKENS_PER_USER = envint("LLMWEB_MAX_TOKENS_PER_USER", 50)
 
 # Redis: broker, result backend and channel layer.
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+# Rate-limit state (log-in lockout, API throttles) is shared by every web process of the
+# deployment, so it lives in Redis under the instance prefix. The default cache stays local.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "shared": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": f"{LLMWEB_REDIS_PREFIX}cache",
+    },
+}
+# Log-in lockout (django-axes): per user *and* address, so a stranger cannot lock an owner
+# out from elsewhere; a success resets the count; 429 with Retry-After.
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_CACHE = "shared"
+AXES_FAILURE_LIMIT = envint("LLMWEB_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("LLMWEB_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "llmweb.accounts.lockout.lockout_response"
+AXES_VERBOSE = False
+# API: requests per token (DRF throttle); invalid tokens per address; sign-ups per address.
+LLMWEB_API_RATE = os.environ.get("LLMWEB_API_RATE", "1200/min")
+LLMWEB_TOKEN_FAILURES_PER_MINUTE = envint("LLMWEB_TOKEN_FAILURES_PER_MINUTE", 20)
+LLMWEB_SIGNUPS_PER_HOUR = envint("LLMWEB_SIGNUPS_PER_HOUR", 10)
 
 CHANNEL_LAYERS = {
     "default": {
@@ -234,6 +267,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "llmweb.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["llmweb.api.throttling.TokenRateThrottle"],
     "DEFAULT_PARSER_CLASSES": [
         "llmweb.api.parsers.ObjectJSONParser",
         "rest_framework.parsers.FormParser",

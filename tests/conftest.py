@@ -38,6 +38,22 @@ def _test_storage(tmp_path_factory):
     shutil.rmtree(storage, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Each test starts with no log-in failures, throttle history or sign-up counts.
+
+    That state lives in Redis under this session's prefix (the ``shared`` cache); only
+    those keys are removed, never the database, which other runs share.
+    """
+    import redis
+
+    prefix = settings.CACHES["shared"]["KEY_PREFIX"]
+    client = redis.Redis.from_url(settings.CACHES["shared"]["LOCATION"])
+    keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
 def make_user(username: str):
     from django.contrib.auth import get_user_model
 

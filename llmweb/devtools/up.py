@@ -149,8 +149,10 @@ def main() -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         for child in children:
             child.terminate()
+        # One deadline for all: a worker finishing its warm shutdown gets 15 s in total.
+        deadline = time.monotonic() + 15
         for child in children:
-            child.wait_or_kill(timeout=15)
+            child.wait_or_kill(timeout=max(0.1, deadline - time.monotonic()))
         server.stop()
 
     # SIGTERM and Ctrl-C both leave through the finally below.

@@ -78,7 +78,7 @@ def test_a_killed_worker_is_restarted_and_ctrl_c_stops_everything(tmp_path):
         children = [*pids("gpu worker"), *pids("default worker"), web]
 
         proc.send_signal(signal.SIGINT)  # Ctrl-C
-        assert proc.wait(timeout=60) == 0
+        assert proc.wait(timeout=90) == 0
         assert not [p for p in children if _alive(p)]
     finally:
         if proc.poll() is None:
