@@ -78,7 +78,9 @@ def test_a_killed_worker_is_restarted_and_ctrl_c_stops_everything(tmp_path):
         children = [*pids("gpu worker"), *pids("default worker"), web]
 
         proc.send_signal(signal.SIGINT)  # Ctrl-C
+        stopping = time.monotonic()
         assert proc.wait(timeout=90) == 0
+        print(f"Ctrl-C stopped everything in {time.monotonic() - stopping:.1f} s")
         assert not [p for p in children if _alive(p)]
     finally:
         if proc.poll() is None:
