@@ -10,14 +10,6 @@ from django.db import models
 from llmweb.accounts.models import Team, TeamScopedQuerySet
 
 
-class JobType(models.TextChoices):
-    FINETUNE = "finetune"
-    PRETRAIN = "pretrain"
-    DISTILL = "distill"
-    EVALUATE = "evaluate"
-    COMPRESS = "compress"
-
-
 class JobStatus(models.TextChoices):
     VALIDATING = "validating"
     QUEUED = "queued"
@@ -33,14 +25,20 @@ FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 class Job(models.Model):
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="jobs")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
-    type = models.CharField(max_length=12, choices=JobType.choices)
+    # The kind's name (jobs.kinds registry); kinds are code, so no choices in the schema.
+    type = models.CharField(max_length=40)
     name = models.CharField(max_length=100, blank=True)
     params = models.JSONField(default=dict)
-    base_model = models.ForeignKey(
-        "catalog.RegisteredModel", on_delete=models.PROTECT, related_name="jobs"
-    )
+    # Models the job reads, by role (base, teacher, student, ...), are JobModel rows.
     dataset = models.ForeignKey(
-        "catalog.Dataset", on_delete=models.PROTECT, null=True, related_name="jobs"
+        "catalog.Dataset", on_delete=models.PROTECT, null=True, blank=True, related_name="jobs"
+    )
+    eval_dataset = models.ForeignKey(
+        "catalog.Dataset",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="eval_jobs",
     )
     queue = models.CharField(max_length=20, default="gpu")
     priority = models.SmallIntegerField(default=0)
@@ -87,6 +85,22 @@ class Job(models.Model):
     def __str__(self) -> str:
         return f"{self.type} #{self.pk}"
 
+    def models_in_role(self, role: str) -> list:
+        """The job's models in ``role``, in input order (prefetch ``job_models__model``)."""
+        links = sorted(self.job_models.all(), key=lambda link: link.position)
+        return [link.model for link in links if link.role == role]
+
+    @property
+    def base_model(self):
+        """The model the job starts from (role ``base``, else its first model), or None."""
+        links = sorted(self.job_models.all(), key=lambda link: (link.role != "base", link.position))
+        return links[0].model if links else None
+
+    @property
+    def base_model_id(self) -> int | None:
+        model = self.base_model
+        return model.pk if model else None
+
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED
@@ -104,6 +118,26 @@ class Job(models.Model):
         if self.status == JobStatus.SUCCEEDED:
             return 1.0
         return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
+
+
+class JobModel(models.Model):
+    """One model a job reads, in a role; models stay while a job references them."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="job_models")
+    model = models.ForeignKey(
+        "catalog.RegisteredModel", on_delete=models.PROTECT, related_name="job_links"
+    )
+    role = models.CharField(max_length=20)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["job_id", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "position"], name="job_model_position_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} {self.role}: model {self.model_id}"
 
 
 class JobEvent(models.Model):

@@ -9,8 +9,10 @@ from jobs.models import Job, JobEvent, JobStatus
 
 
 def job_list_for_user(*, user, team=None) -> QuerySet[Job]:
-    qs = Job.objects.visible_to(user).select_related(
-        "base_model", "dataset", "result_model", "created_by"
+    qs = (
+        Job.objects.visible_to(user)
+        .select_related("dataset", "eval_dataset", "result_model", "created_by")
+        .prefetch_related("job_models__model")
     )
     return qs.filter(team=team) if team is not None else qs
 
@@ -18,7 +20,11 @@ def job_list_for_user(*, user, team=None) -> QuerySet[Job]:
 def job_get_for_user(*, user, job_id: int | str, writable: bool = False) -> Job:
     qs = Job.objects.writable_by(user) if writable else Job.objects.visible_to(user)
     try:
-        return qs.select_related("base_model", "dataset", "result_model").get(pk=int(job_id))
+        return (
+            qs.select_related("dataset", "eval_dataset", "result_model", "team")
+            .prefetch_related("job_models__model")
+            .get(pk=int(job_id))
+        )
     except (Job.DoesNotExist, ValueError, TypeError):
         raise Http404("No such job.") from None
 

@@ -249,10 +249,15 @@ CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Training jobs go to this queue (one worker per GPU consumes it).
 LLMWEB_TRAIN_QUEUE = os.environ.get("LLMWEB_TRAIN_QUEUE", "gpu")
-CELERY_TASK_ROUTES = {
-    "jobs.tasks.run_job": {"queue": LLMWEB_TRAIN_QUEUE},
-    "jobs.tasks.generate": {"queue": "inference"},
-}
+# Each job kind names its queue; jobs.services sends run_job there explicitly.
+CELERY_TASK_ROUTES = {"jobs.tasks.generate": {"queue": "inference"}}
+# Job kinds (the jobs.kinds registry): modules imported for their @register. A deployment
+# (or a test) adds its own with LLMWEB_EXTRA_JOB_KINDS=pkg.module,other.module.
+LLMWEB_JOB_KINDS = [
+    "jobs.kinds.finetune",
+    "jobs.kinds.pretrain",
+    *[m.strip() for m in os.environ.get("LLMWEB_EXTRA_JOB_KINDS", "").split(",") if m.strip()],
+]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 LLMWEB_QUEUES = ["gpu", "inference", "default"]
@@ -299,7 +304,7 @@ LOGGING = {
 # puts a job whose heartbeat is older than this back in the queue.
 LLMWEB_HEARTBEAT_STALE_SECONDS = envint("LLMWEB_HEARTBEAT_STALE_SECONDS", 30)
 LLMWEB_REAPER_INTERVAL_SECONDS = envint("LLMWEB_REAPER_INTERVAL_SECONDS", 15)
-# Datasets and model arrivals (llmweb/catalog/liveness.py): the same heartbeat rule, plus
+# Datasets and model arrivals (llmweb/catalog/services/liveness.py): the same heartbeat rule, plus
 # work that no worker claimed within this long is sent again, this many times, then failed.
 LLMWEB_UNCLAIMED_REQUEUE_SECONDS = envint("LLMWEB_UNCLAIMED_REQUEUE_SECONDS", 600)
 LLMWEB_LOST_WORK_MAX_REQUEUES = envint("LLMWEB_LOST_WORK_MAX_REQUEUES", 3)

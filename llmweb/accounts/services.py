@@ -7,29 +7,43 @@ import unicodedata
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
 from llmweb.accounts.models import ApiToken, Membership, Role, Team
 from llmweb.accounts.selectors import is_owner
+from llmweb.core.errors import DomainError
 
 User = get_user_model()
 
 
-@transaction.atomic
-def team_create(*, owner, name: str) -> Team:
+def _clean_team_name(name: str) -> str:
     name = (name or "").strip()
     if not name:
-        raise ValidationError({"name": "A team needs a name."})
+        raise DomainError("A team needs a name.", param="name")
     if len(name) > 100:
-        raise ValidationError({"name": "A team name has at most 100 characters."})
+        raise DomainError("A team name has at most 100 characters.", param="name")
+    return name
+
+
+@transaction.atomic
+def team_create(*, owner, name: str) -> Team:
     limit = settings.LLMWEB_MAX_TEAMS_PER_USER
     if Membership.objects.filter(user=owner, role=Role.OWNER).count() >= limit:
-        raise ValidationError(
-            {"name": f"You own {limit} teams, the most one person may; delete one first."}
+        raise DomainError(
+            f"You own {limit} teams, the most one person may; delete one first.", param="name"
         )
-    team = Team.objects.create(name=name)
+    team = Team.objects.create(name=_clean_team_name(name))
     Membership.objects.create(team=team, user=owner, role=Role.OWNER)
+    return team
+
+
+def team_rename(*, by, team: Team, name: str) -> Team:
+    """Only an owner renames; members and viewers see the name."""
+    if not is_owner(user=by, team=team):
+        raise PermissionDenied("Only an owner can rename the team.")
+    team.name = _clean_team_name(name)
+    team.save(update_fields=["name"])
     return team
 
 
@@ -43,14 +57,14 @@ def team_invite(*, by, team: Team, username: str, role: str = Role.MEMBER) -> Me
     if not is_owner(user=by, team=team):
         raise PermissionDenied("Only an owner can invite people to this team.")
     if role not in Role.values:
-        raise ValidationError({"role": f"Role must be one of {', '.join(Role.values)}."})
+        raise DomainError(f"Role must be one of {', '.join(Role.values)}.", param="role")
     # Sign-up stores NFKC-normalised names (accounts/usernames.py); look up the same form.
     wanted = unicodedata.normalize("NFKC", username or "").strip()
     user = User.objects.filter(username=wanted).first()
     if user is None:
-        raise ValidationError({"username": f"No user is called {username!r}."})
+        raise DomainError(f"No user is called {username!r}.", param="username")
     if Membership.objects.filter(team=team, user=user).exists():
-        raise ValidationError({"username": f"{user.username} is already on this team."})
+        raise DomainError(f"{user.username} is already on this team.", param="username")
     return Membership.objects.create(team=team, user=user, role=role)
 
 
@@ -60,10 +74,10 @@ def membership_set_role(*, by, membership: Membership, role: str) -> Membership:
     if not is_owner(user=by, team=team):
         raise PermissionDenied("Only an owner can change roles.")
     if role not in Role.values:
-        raise ValidationError({"role": f"Role must be one of {', '.join(Role.values)}."})
+        raise DomainError(f"Role must be one of {', '.join(Role.values)}.", param="role")
     owners = team.memberships.filter(role=Role.OWNER)
     if membership.role == Role.OWNER and role != Role.OWNER and owners.count() == 1:
-        raise ValidationError({"role": "A team needs at least one owner."})
+        raise DomainError("A team needs at least one owner.", param="role")
     membership.role = role
     membership.save(update_fields=["role"])
     return membership
@@ -75,7 +89,7 @@ def membership_remove(*, by, membership: Membership) -> None:
     if not is_owner(user=by, team=team) and by.pk != membership.user_id:
         raise PermissionDenied("Only an owner can remove other members.")
     if membership.role == Role.OWNER and team.memberships.filter(role=Role.OWNER).count() == 1:
-        raise ValidationError({"role": "A team needs at least one owner."})
+        raise DomainError("A team needs at least one owner.", param="role")
     membership.delete()
 
 
@@ -83,13 +97,14 @@ def api_token_create(*, user, name: str) -> tuple[ApiToken, str]:
     """Returns the record and the secret; the secret is never stored or shown again."""
     name = (name or "").strip()
     if not name:
-        raise ValidationError({"name": "Give the token a name, e.g. 'laptop script'."})
+        raise DomainError("Give the token a name, e.g. 'laptop script'.", param="name")
     if len(name) > 100:
-        raise ValidationError({"name": "A token name has at most 100 characters."})
+        raise DomainError("A token name has at most 100 characters.", param="name")
     limit = settings.LLMWEB_MAX_TOKENS_PER_USER
     if ApiToken.objects.filter(user=user).count() >= limit:
-        raise ValidationError(
-            {"name": f"You have {limit} API tokens, the most one person may; revoke one first."}
+        raise DomainError(
+            f"You have {limit} API tokens, the most one person may; revoke one first.",
+            param="name",
         )
     secret = ApiToken.PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(

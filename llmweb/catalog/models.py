@@ -78,7 +78,7 @@ class Dataset(StoredMixin, models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
     created_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
-    # Liveness of the task that processes this record (llmweb/catalog/liveness.py): the claim
+    # Liveness of the task that processes this record (catalog/services/liveness.py): the claim
     # and a worker thread set the heartbeat; the reaper requeues stale or unclaimed work.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     queued_at = models.DateTimeField(null=True, blank=True)
@@ -96,13 +96,6 @@ class Dataset(StoredMixin, models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} v{self.version}"
-
-    @property
-    def status_message(self) -> str:
-        """What the page and the API show while the record is not settled."""
-        from llmweb.catalog.liveness import waiting_message
-
-        return waiting_message(self) or self.progress_message
 
     @property
     def upload_path(self) -> Path:
@@ -176,7 +169,7 @@ class RegisteredModel(StoredMixin, models.Model):
     )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    # Liveness of the task that processes this record (llmweb/catalog/liveness.py): the claim
+    # Liveness of the task that processes this record (catalog/services/liveness.py): the claim
     # and a worker thread set the heartbeat; the reaper requeues stale or unclaimed work.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     queued_at = models.DateTimeField(null=True, blank=True)
@@ -192,13 +185,6 @@ class RegisteredModel(StoredMixin, models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} v{self.version}"
-
-    @property
-    def status_message(self) -> str:
-        """While pending: the queue position and age, or that a worker holds it."""
-        from llmweb.catalog.liveness import waiting_message
-
-        return waiting_message(self) or ""
 
     @property
     def artifact_dir(self) -> Path:

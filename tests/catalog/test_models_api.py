@@ -11,6 +11,7 @@ from llmweb.accounts.models import Role
 from llmweb.catalog.models import Dataset, RegisteredModel
 from llmweb.catalog.services.model_facts import preset_param_count_exact
 from tests.catalog.models_support import zip_members
+from tests.jobs.factories import job_record
 
 
 @pytest.fixture
@@ -124,9 +125,7 @@ def test_card_can_be_edited(api, alice, uploaded):
 
 
 def test_delete_is_refused_with_409_while_a_queued_job_uses_it(api, alice, team, uploaded):
-    job = Job.objects.create(
-        team=team, type="finetune", base_model=uploaded, status=JobStatus.QUEUED
-    )
+    job = job_record(team=team, base_model=uploaded, status=JobStatus.QUEUED)
     r = api(alice).delete(f"/api/v1/models/{uploaded.pk}/")
     assert r.status_code == 409 and f"#{job.pk} (queued)" in r.json()["detail"]
     assert r.json()["code"] == "model_in_use"

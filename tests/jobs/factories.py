@@ -86,3 +86,12 @@ def preset_model(
 
 def bundled_model(team) -> RegisteredModel:
     return RegisteredModel.objects.get(team=team, source="bundled")
+
+
+def job_record(*, team, base_model, dataset=None, type="finetune", status="succeeded"):
+    """A Job row without the queue, for tests of what reads jobs (lineage, delete checks)."""
+    from jobs.models import Job, JobModel
+
+    job = Job.objects.create(team=team, type=type, dataset=dataset, status=status)
+    JobModel.objects.create(job=job, model=base_model, role="base")
+    return job

@@ -52,7 +52,7 @@ def clean_orphans_task(max_age_seconds: int = 3600) -> list[str]:
 
 @shared_task(name="llmweb.catalog.tasks.reap_lost_work")
 def reap_lost_catalog_work_task() -> dict[str, list[int]]:
-    """Requeue datasets and model arrivals whose task was lost (llmweb/catalog/liveness.py)."""
-    from llmweb.catalog.liveness import catalog_requeue_lost
+    """Requeue datasets and model arrivals whose task was lost (llmweb/catalog/services/liveness.py)."""
+    from llmweb.catalog.services.liveness import catalog_requeue_lost
 
     return catalog_requeue_lost()

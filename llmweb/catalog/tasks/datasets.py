@@ -16,9 +16,10 @@ from typing import Any
 
 from celery import shared_task
 
-from llmweb.catalog.liveness import dataset_claim, heartbeat
+from jobs.engine.schemas import SCHEMAS
 from llmweb.catalog.models import Dataset, DatasetStatus
 from llmweb.catalog.services import datasets as services
+from llmweb.catalog.services.liveness import dataset_claim, heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def _complete_mapping(dataset: Dataset, work_dir) -> dict[str, str] | None:
     from jobs.engine.data import inspect_file, suggest_mapping
 
     mapping = dict(dataset.mapping or {})
-    wanted = services.CANONICAL[dataset.schema]
+    wanted = SCHEMAS[dataset.schema]
     if not mapping or all(mapping.get(c) for c in wanted):
         return mapping or None
     info = inspect_file(
@@ -138,7 +139,7 @@ def add_token_lengths(processed_dir, stats: dict[str, Any]) -> None:
     import pyarrow as pa
     from tokenizers import Tokenizer
 
-    from jobs.engine.data.stats import _summary, text_columns
+    from jobs.engine.data.stats import length_summary, text_columns
     from jobs.engine.models.info import bundled_model_path
 
     try:
@@ -166,7 +167,7 @@ def add_token_lengths(processed_dir, stats: dict[str, Any]) -> None:
                         texts[c] += [v or "" for v in batch.column(c).take(picks).to_pylist()]
                     seen += batch.num_rows
         entry["tokens"] = {
-            c: _summary(
+            c: length_summary(
                 np.asarray(
                     [len(e.ids) for e in tokenizer.encode_batch(v[:TOKEN_SAMPLE])], dtype=np.int64
                 )

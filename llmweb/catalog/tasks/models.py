@@ -16,15 +16,14 @@ from typing import Any
 from celery import shared_task
 from django.conf import settings
 
-from llmweb.catalog.liveness import heartbeat, model_claim
+from jobs.engine.schemas import TEXT_COLUMNS
 from llmweb.catalog.models import Dataset, RegisteredModel
 from llmweb.catalog.services import models as services
+from llmweb.catalog.services.liveness import heartbeat, model_claim
 
 log = logging.getLogger(__name__)
 
 __all__ = ["model_build_preset_task", "model_download_hub_task", "model_validate_upload_task"]
-
-TEXT_COLUMNS = ("text", "source", "target", "text_a", "text_b")
 
 
 def _pending(model_id: int) -> RegisteredModel | None:
@@ -114,7 +113,7 @@ def dataset_texts(dataset: Dataset) -> Iterator[str]:
             f"{dataset} has no processed train split to train a tokenizer on.",
             code="no_dataset",
         ) from e
-    columns = [c for c in TEXT_COLUMNS if c in split.column_names]
+    columns = [c for c in TEXT_COLUMNS.get(dataset.schema, ()) if c in split.column_names]
     if not columns:
         raise EngineError(f"{dataset} has no text column.", code="no_text")
     for batch in split.select_columns(columns).iter(batch_size=1000):

@@ -6,6 +6,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from llmweb.catalog.models import Dataset, Schema
+from llmweb.catalog.selectors import catalog_waiting_message
 from llmweb.catalog.services.datasets import ENCODINGS, TXT_MODES
 from llmweb.core.ids import ID_FIELD_BOUNDS, SEED_BOUNDS
 
@@ -16,7 +17,7 @@ class DatasetSerializer(serializers.ModelSerializer):
     total_rows = serializers.SerializerMethodField()
     urls = serializers.SerializerMethodField()
     # While queued: "Waiting for a worker: N ahead of it, queued 2 min ago" (never bare).
-    progress_message = serializers.CharField(source="status_message", read_only=True)
+    progress_message = serializers.SerializerMethodField()
 
     class Meta:
         model = Dataset
@@ -51,6 +52,9 @@ class DatasetSerializer(serializers.ModelSerializer):
             "urls",
         ]
         read_only_fields = fields
+
+    def get_progress_message(self, ds: Dataset) -> str:
+        return catalog_waiting_message(ds) or ds.progress_message
 
     def get_total_rows(self, ds: Dataset) -> int:
         return sum((ds.num_rows or {}).values())

@@ -1,5 +1,7 @@
 """Datasets and model arrivals whose task is lost: the same heartbeat + reaper rule as jobs.
 
+(What the page shows while a record waits is ``selectors.catalog_waiting_message``.)
+
 A dataset stayed "Waiting for a worker" forever when its message went to another
 deployment's worker, and a file stays ``processing`` forever when its worker is killed
 (Redis gives an unacknowledged message back only after the 7-day visibility timeout). The
@@ -29,7 +31,6 @@ from django.db import close_old_connections, transaction
 from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from django.utils.timesince import timesince
 
 from llmweb.catalog.models import (
     Dataset,
@@ -264,47 +265,3 @@ def catalog_requeue_lost(
                 "model %s: task lost (%s); sent again", model.pk, "stale" if stale else "unclaimed"
             )
     return out
-
-
-# ---------------------------------------------------------------- what the page shows
-
-
-def _ordinal_ahead(ahead: int) -> str:
-    return "next in line" if ahead == 0 else f"{ahead} ahead of it"
-
-
-def waiting_message(record: Dataset | RegisteredModel) -> str | None:
-    """ "Waiting for a worker" with the queue position and age; None once a worker holds it.
-
-    The position counts the unclaimed datasets and model arrivals of this deployment that
-    were queued before this one (they share queue ``default``), across teams: a count,
-    nothing about whose.
-    """
-    if isinstance(record, Dataset):
-        if record.status != DatasetStatus.UPLOADED:
-            return None
-    elif (
-        record.status != ModelStatus.PENDING
-        or record.source not in MODEL_TASKS
-        or record.heartbeat_at is not None
-    ):
-        return None
-    since = record.queued_at or record.created_at
-    if since is None:
-        return None
-    ahead = (
-        Dataset.objects.filter(status=DatasetStatus.UPLOADED)
-        .annotate(waiting_since=Coalesce("queued_at", "created_at"))
-        .filter(waiting_since__lt=since)
-        .count()
-        + RegisteredModel.objects.filter(
-            status=ModelStatus.PENDING, source__in=list(MODEL_TASKS), heartbeat_at__isnull=True
-        )
-        .annotate(waiting_since=Coalesce("queued_at", "created_at"))
-        .filter(waiting_since__lt=since)
-        .count()
-    )
-    seconds = (timezone.now() - since).total_seconds()
-    age = f"{max(0, int(seconds))} s" if seconds < 60 else timesince(since, timezone.now())
-    again = " (sent again after a lost try)" if record.requeues else ""
-    return f"Waiting for a worker: {_ordinal_ahead(ahead)}, queued {age} ago{again}."

@@ -6,13 +6,12 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
-from django.urls import path, re_path
 from django.views.decorators.http import require_POST
 
 from jobs import selectors, services
 from llmweb.accounts.selectors import can_write
 from llmweb.catalog.selectors import dataset_list_for_user, model_list_for_user
-from llmweb.web.jobs_forms import JobForm
+from llmweb.web.jobs.forms import JobForm
 
 
 @login_required
@@ -35,6 +34,8 @@ def job_new(request):
         initial["base_model"] = request.GET["model"]
     if request.GET.get("dataset"):
         initial["dataset"] = request.GET["dataset"]
+    if request.GET.get("type"):
+        initial["type"] = request.GET["type"]
     form = JobForm(request.POST or None, models=models, datasets=datasets, initial=initial)
     status = 200
     if request.method == "POST":
@@ -44,8 +45,7 @@ def job_new(request):
                     user=request.user,
                     team=team,
                     job_type=form.cleaned_data["type"],
-                    base_model=form.cleaned_data["base_model"],
-                    dataset=form.cleaned_data["dataset"],
+                    inputs=form.inputs(),
                     params=form.params(),
                     name=form.cleaned_data["name"],
                 )
@@ -62,7 +62,8 @@ def job_new(request):
                 messages.success(request, f"Job #{job.pk} queued.")
                 return redirect("job-page", job_id=job.pk)
         status = 400
-    return render(request, "jobs/new.html", {"form": form}, status=status)
+    kinds = [kind.schema() for kind in form.kinds]
+    return render(request, "jobs/new.html", {"form": form, "kinds_json": kinds}, status=status)
 
 
 @login_required
@@ -105,15 +106,3 @@ def job_control(request, job_id: int, action: str):
         }[action],
     )
     return redirect("job-page", job_id=result.pk)
-
-
-urlpatterns = [
-    path("", job_list, name="jobs"),
-    path("new/", job_new, name="job-new"),
-    path("<id:job_id>/", job_detail, name="job-page"),
-    re_path(
-        r"^(?P<job_id>[0-9]{1,18})/(?P<action>cancel|retry|resume)/$",
-        job_control,
-        name="job-control",
-    ),
-]
