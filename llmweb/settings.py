@@ -297,7 +297,11 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    "loggers": {
+        "django.channels.server": {"level": "WARNING"},
+        # django-axes logs every successful log-in at INFO; lockouts are WARNING.
+        "axes": {"level": "WARNING"},
+    },
 }
 
 # Dead-worker detection: a running job heart-beats every few seconds; the reaper (beat)

@@ -7,6 +7,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from django.core.exceptions import PermissionDenied
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
@@ -17,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs.engine.presets import list_presets
-from llmweb.accounts.selectors import team_get_for_user
+from llmweb.accounts.selectors import can_write, team_get_for_user
 from llmweb.api.common import request_team
 from llmweb.api.errors import error_response
 from llmweb.api.models import serializers as ms
@@ -196,6 +197,9 @@ class ModelViewSet(viewsets.GenericViewSet):
     @extend_schema(request=ms.ModelCardSerializer, responses=ms.ModelSerializer)
     def partial_update(self, request, pk=None):
         model = self.get_object()
+        # Permission before validation: a viewer's write is 403 whatever the body says.
+        if not can_write(user=request.user, team=model.team):
+            raise PermissionDenied("Your role in this team is read-only.")
         data = ms.ModelCardSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         model = services.model_update_card(
