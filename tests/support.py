@@ -163,7 +163,7 @@ class Worker:
 class LiveServer:
     """The ASGI server (HTTP + websockets) the run command uses, on a free port."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = Path(settings.VAR_DIR) / f"server-{self.port}.log"
@@ -171,7 +171,7 @@ class LiveServer:
         self.proc = subprocess.Popen(
             asgi_command("127.0.0.1", self.port),
             cwd=ROOT,
-            env=child_env(),
+            env=child_env(**(env or {})),
             stdout=self._fh,
             stderr=subprocess.STDOUT,
             start_new_session=True,

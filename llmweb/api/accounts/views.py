@@ -55,7 +55,8 @@ class TeamViewSet(
         return m
 
     @extend_schema(request=s.InviteSerializer, responses=s.MemberSerializer(many=True))
-    @action(detail=True, methods=["get", "post"])
+    # A plain list, not a page: the schema must not promise pagination.
+    @action(detail=True, methods=["get", "post"], pagination_class=None)
     def members(self, request, pk=None):
         team = self.get_object()
         if request.method == "POST":

@@ -13,7 +13,9 @@ from llmweb.core.ids import ID_FIELD_BOUNDS, SEED_BOUNDS
 
 class DatasetSerializer(serializers.ModelSerializer):
     team = serializers.IntegerField(source="team_id", read_only=True)
-    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+    created_by = serializers.CharField(
+        source="created_by.username", default=None, read_only=True, allow_null=True
+    )
     total_rows = serializers.SerializerMethodField()
     urls = serializers.SerializerMethodField()
     # While queued: "Waiting for a worker: N ahead of it, queued 2 min ago" (never bare).
