@@ -365,8 +365,9 @@ def dataset_mark_failed(*, dataset_id: int, error: dict[str, Any]) -> Dataset | 
         )
         ds.progress_message = "Failed"
         ds.processed_at = timezone.now()
+        # Files first: whoever sees "failed" must find nothing left on disk.
+        ds.delete_files()
         ds.save(update_fields=["status", "error", "progress_message", "processed_at"])
-    ds.delete_files()
     return ds
 
 

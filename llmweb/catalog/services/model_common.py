@@ -109,7 +109,8 @@ def model_mark_failed(*, model_id: int, error: dict[str, Any]) -> RegisteredMode
             return None
         model.status = ModelStatus.FAILED
         model.error = jsonable({k: v for k, v in error.items() if v not in (None, [], {})})
+        # Files first: whoever sees "failed" must find nothing left on disk.
+        if model.source != ModelSource.BUNDLED:
+            model.delete_files()
         model.save(update_fields=["status", "error"])
-    if model.source != ModelSource.BUNDLED:
-        model.delete_files()
     return model
