@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from datetime import timedelta
 from typing import Any
 
@@ -347,3 +348,84 @@ def job_requeue_stale(*, stale_after: timedelta) -> list[int]:
             _enqueue(Job.objects.only("pk", "queue", "priority").get(pk=job_id))
             requeued.append(job_id)
     return requeued
+
+
+# --- editing, cloning, deleting --------------------------------------------------------
+
+MAX_TAGS, MAX_TAG_CHARS = 20, 40
+
+
+def job_update(
+    *,
+    user,
+    job: Job,
+    name: str | None = None,
+    notes: str | None = None,
+    tags: list[str] | None = None,
+    archived: bool | None = None,
+) -> Job:
+    """What people write on a job; its inputs, params and history never change."""
+    _require_writer(user, job)
+    fields: dict[str, Any] = {}
+    if name is not None:
+        fields["name"] = name.strip()[:100]
+    if notes is not None:
+        fields["notes"] = notes[:5000]
+    if tags is not None:
+        clean = []
+        for tag in tags:
+            tag = str(tag).strip()
+            if not tag:
+                continue
+            if len(tag) > MAX_TAG_CHARS:
+                raise JobError(
+                    f"Tags are at most {MAX_TAG_CHARS} characters; {tag[:20]!r}… is longer.",
+                    param="tags",
+                )
+            if tag not in clean:
+                clean.append(tag)
+        if len(clean) > MAX_TAGS:
+            raise JobError(f"At most {MAX_TAGS} tags per job.", param="tags")
+        fields["tags"] = clean
+    if archived is not None:
+        fields["archived"] = bool(archived)
+    if fields:
+        Job.objects.filter(pk=job.pk).update(**fields)
+    job.refresh_from_db()
+    return job
+
+
+def job_clone(
+    *, user, job: Job, params: dict[str, Any] | None = None, name: str | None = None
+) -> Job:
+    """Run a job again with the same kind and inputs, its params changed by ``params``.
+
+    Unlike retry, any job can be cloned, and the clone is a job of its own (no
+    ``retry_of`` edge): it is how people iterate on a recipe.
+    """
+    if params is not None and not isinstance(params, dict):
+        raise JobError("params must be a JSON object of parameter names to values.", param="params")
+    return job_submit(
+        user=user,
+        team=job.team,
+        job_type=job.type,
+        inputs=job_inputs(job),
+        params={**(job.params or {}), **(params or {})},
+        name=job.name if name is None else name,
+        priority=job.priority,
+    )
+
+
+def job_delete(*, user, job: Job) -> None:
+    """A finished job goes with its events and work files; the model it produced stays."""
+    _require_writer(user, job)
+    if not job.is_finished:
+        raise JobError(
+            f"Job #{job.pk} is {job.status}; cancel it first, then delete it.",
+            code="job_active",
+            http_status=409,
+        )
+    folder = job.work_dir
+    with transaction.atomic():
+        Job.objects.filter(pk=job.pk).delete()
+        transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))

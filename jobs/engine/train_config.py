@@ -195,9 +195,13 @@ class TrainConfig:
     def from_params(cls, params: dict[str, Any], **fixed: Any) -> TrainConfig:
         """Build from user params (form or API) plus the fixed fields the job supplies.
 
-        ``fixed`` carries ``job_type``, ``task`` and the four paths. Unknown keys are
-        refused, not ignored.
+        ``fixed`` carries ``job_type``, ``task`` and the four paths (scripts may put
+        ``job_type``/``task`` in ``params`` instead). Unknown keys are refused, not ignored.
         """
+        params = dict(params)
+        for name in ("job_type", "task"):
+            if name in params:
+                fixed[name] = params.pop(name)
         return p.from_params(cls, params, **fixed)
 
     def resolved_precision(self) -> str:

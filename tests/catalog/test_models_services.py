@@ -247,3 +247,15 @@ def test_list_sorts_by_a_metric_with_missing_values_last(team, alice):
     assert [m.pk for m in rows] == [a.pk, b.pk, c.pk]
     with pytest.raises(DomainError):
         model_list_filtered(user=alice, ordering="secret_field")
+
+
+def test_delete_of_a_model_a_finished_job_read_names_the_job(team, alice):
+    from jobs.models import JobModel
+
+    teacher, student = _record(team, "teacher"), _record(team, "student")
+    distill = Job.objects.create(team=team, type="distill", status=JobStatus.SUCCEEDED)
+    JobModel.objects.create(job=distill, model=teacher, role="teacher", position=0)
+    JobModel.objects.create(job=distill, model=student, role="student", position=1)
+    job = _job(team, student)  # its link's id is no longer its own
+    with pytest.raises(services.ModelConflict, match=f"Finished jobs #{distill.pk}, #{job.pk} "):
+        services.model_delete(user=alice, model=student)

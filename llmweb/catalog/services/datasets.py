@@ -350,6 +350,8 @@ def dataset_mark_failed(*, dataset_id: int, error: dict[str, Any]) -> Dataset | 
         ds = Dataset.objects.select_for_update().filter(pk=dataset_id).first()
         if ds is None:
             return None
+        # Files first: whoever sees "failed" (a page, a poll, a test) finds nothing left.
+        ds.delete_files()
         details = [
             {"line": d.get("line"), "column": d.get("column"), "message": d.get("message")}
             for d in (error.get("details") or [])[:MAX_ROW_ERRORS]
@@ -365,8 +367,6 @@ def dataset_mark_failed(*, dataset_id: int, error: dict[str, Any]) -> Dataset | 
         )
         ds.progress_message = "Failed"
         ds.processed_at = timezone.now()
-        # Files first: whoever sees "failed" must find nothing left on disk.
-        ds.delete_files()
         ds.save(update_fields=["status", "error", "progress_message", "processed_at"])
     return ds
 

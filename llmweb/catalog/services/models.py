@@ -27,6 +27,7 @@ from django.db.models import ProtectedError
 from jobs.engine.jsonable import jsonable
 from jobs.engine.models.card import model_card_markdown
 from jobs.engine.models.info import BUNDLED_MODELS, ModelInfo
+from jobs.models import Job, JobModel
 from llmweb.accounts.models import Team
 from llmweb.catalog.models import ModelSource, ModelStatus, RegisteredModel
 from llmweb.catalog.services.common import create_versioned
@@ -138,8 +139,6 @@ def model_delete(*, user, model: RegisteredModel) -> None:
         ModelConflict: the bundled model, or a job that is validating, queued or
             running uses it as its base, or a finished job's record refers to it.
     """
-    from jobs.models import Job
-
     require_write(user=user, team=model.team)
     if model.source == ModelSource.BUNDLED:
         raise ModelConflict(
@@ -165,7 +164,10 @@ def model_delete(*, user, model: RegisteredModel) -> None:
         try:
             model.delete()
         except ProtectedError as e:
-            ids = sorted(o.pk for o in e.protected_objects)[:10]
+            # A job holds its models through JobModel links; name the jobs, not the links.
+            ids = sorted(
+                {o.job_id if isinstance(o, JobModel) else o.pk for o in e.protected_objects}
+            )[:10]
             raise ModelConflict(
                 "Finished jobs " + ", ".join(f"#{i}" for i in ids) + " were started from this "
                 "model and keep it in their history; delete those jobs first.",

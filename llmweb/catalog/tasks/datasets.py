@@ -20,6 +20,7 @@ from jobs.engine.schemas import SCHEMAS
 from llmweb.catalog.models import Dataset, DatasetStatus
 from llmweb.catalog.services import datasets as services
 from llmweb.catalog.services.liveness import dataset_claim, heartbeat
+from llmweb.core.running import run_guarded
 
 log = logging.getLogger(__name__)
 
@@ -189,50 +190,44 @@ def _claim(dataset_id: int) -> Dataset | None:
 @shared_task(bind=True, name="llmweb.catalog.tasks.process_dataset", queue="default")
 def process_dataset_task(self, dataset_id: int) -> str:
     """Parse, validate, split and describe an uploaded dataset; see the module docstring."""
-    from jobs.engine.base import Cancelled, EngineError
     from jobs.engine.data import ProcessConfig, process_dataset
 
     dataset = _claim(dataset_id)
     if dataset is None:
         return "skipped"
     reporter = RowReporter(dataset.pk, expected_rows=_expected_rows(dataset))
-    try:
-        with heartbeat(dataset):
-            config = ProcessConfig(
-                source=dataset.upload_path,
-                out_dir=dataset.processed_dir,
-                schema=dataset.schema,
-                encoding=dataset.claimed_encoding or None,
-                mapping=_complete_mapping(dataset, dataset.storage_dir),
-                split_ratios=tuple(dataset.split_ratios or services.DEFAULT_RATIOS),
-                seed=dataset.seed,
-                stratify=dataset.stratify,
-                txt_mode=dataset.txt_mode or "lines",
-                max_errors=services.MAX_ROW_ERRORS,
-                work_dir=dataset.storage_dir,
-            )
-            result = process_dataset(config, reporter).as_dict()
-            reporter.write(PHASE_START["tokens"], "Counting tokens")
-            add_token_lengths(dataset.processed_dir, result["stats"])
-    except Cancelled:
+
+    def work() -> dict:
+        config = ProcessConfig(
+            source=dataset.upload_path,
+            out_dir=dataset.processed_dir,
+            schema=dataset.schema,
+            encoding=dataset.claimed_encoding or None,
+            mapping=_complete_mapping(dataset, dataset.storage_dir),
+            split_ratios=tuple(dataset.split_ratios or services.DEFAULT_RATIOS),
+            seed=dataset.seed,
+            stratify=dataset.stratify,
+            txt_mode=dataset.txt_mode or "lines",
+            max_errors=services.MAX_ROW_ERRORS,
+            work_dir=dataset.storage_dir,
+        )
+        result = process_dataset(config, reporter).as_dict()
+        reporter.write(PHASE_START["tokens"], "Counting tokens")
+        add_token_lengths(dataset.processed_dir, result["stats"])
+        return result
+
+    def cancelled() -> None:
         log.info("dataset %s was deleted while processing; stopped", dataset_id)
         dataset.delete_files()
-        return "cancelled"
-    except EngineError as exc:
-        log.info("dataset %s refused: %s", dataset_id, exc.message)
-        services.dataset_mark_failed(dataset_id=dataset_id, error=exc.as_dict())
-        return "failed"
-    except Exception as exc:  # noqa: BLE001 - our bug; keep the traceback in the log
-        log.exception("dataset %s crashed", dataset_id)
-        services.dataset_mark_failed(
-            dataset_id=dataset_id,
-            error={
-                "code": "internal_error",
-                "message": f"Processing stopped on an internal error ({exc.__class__.__name__}); "
-                "an admin can find the traceback in the worker log.",
-            },
-        )
-        return "failed"
+
+    def failed(error: dict, traceback: str) -> None:
+        services.dataset_mark_failed(dataset_id=dataset_id, error=error)
+
+    with heartbeat(dataset):
+        ran = run_guarded(work, what="Processing", on_failed=failed, on_cancelled=cancelled)
+    if ran.state != "succeeded":
+        return ran.state
+    result = ran.value
     if services.dataset_mark_ready(dataset_id=dataset_id, result=result) is None:
         dataset.delete_files()  # deleted while we worked
         return "gone"
