@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from llmweb.catalog.models import Dataset, ModelSource, RegisteredModel
@@ -12,6 +14,7 @@ from llmweb.catalog.selectors import catalog_waiting_message as waiting_message
 from llmweb.catalog.services.liveness import catalog_requeue_lost, dataset_claim, model_claim
 from llmweb.catalog.tasks import reap_lost_catalog_work_task
 from tests.catalog.datasets_support import csv_bytes, files_under, settled
+from tests.support import Worker, celery_app_for, wait_for
 
 TEN_MINUTES = timedelta(minutes=10)
 
@@ -137,3 +140,55 @@ def test_a_dataset_left_processing_by_a_killed_worker_is_processed_again(worker,
     assert ds.status == "ready", ds.error
     assert sum(ds.num_rows.values()) == 60 and ds.requeues == 1
     assert b"half a split" not in b"".join(p.read_bytes() for p in files_under(ds.processed_dir))
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_sigkill_of_a_worker_mid_file_then_the_next_worker_finishes_it(team, alice):
+    """A real kill: one worker (its own instance, so no other worker takes the message)
+    is SIGKILLed while it parses a large file; the reaper requeues; another worker of this
+    deployment processes the file again and it ends ready with every row, no leftovers."""
+    rows = 300_000
+    ds = make_dataset(team, created_by=alice)
+    ds.upload_path.parent.mkdir(parents=True)
+    ds.upload_path.write_bytes(csv_bytes(rows))
+    Dataset.objects.filter(pk=ds.pk).update(size_bytes=ds.upload_path.stat().st_size)
+
+    other = f"{settings.LLMWEB_INSTANCE}-doomed"
+    doomed = Worker(queues="default", env={"LLMWEB_INSTANCE": other, "LLMWEB_PRELOAD": "0"})
+    try:
+        doomed.wait_ready(timeout=120)
+        celery_app_for(other).send_task(
+            "llmweb.catalog.tasks.process_dataset", args=[ds.pk], queue="default"
+        )
+        wait_for(
+            lambda: Dataset.objects.filter(
+                pk=ds.pk, status="processing", progress__gt=0.02
+            ).exists(),
+            timeout=120,
+            interval=0.05,
+            what="processing to be under way",
+        )
+        doomed.kill()  # SIGKILL to the main process and its pool
+        killed_at = time.monotonic()
+    finally:
+        doomed.stop()
+    assert Dataset.objects.get(pk=ds.pk).status == "processing"
+
+    time.sleep(1.5)
+    assert catalog_requeue_lost(stale_after=timedelta(seconds=1))["requeued_datasets"] == [ds.pk]
+    successor = Worker(queues="default", env={"LLMWEB_PRELOAD": "0"})
+    try:
+        ds = settled(ds.pk, timeout=300)
+    finally:
+        successor.stop()
+    recovered = time.monotonic() - killed_at
+    print(f"dataset {rows:,} rows: ready {recovered:.1f} s after the SIGKILL")
+    assert ds.status == "ready", ds.error
+    assert sum(ds.num_rows.values()) == rows and ds.requeues == 1
+    leftovers = [
+        p
+        for p in files_under(ds.storage_dir)
+        if p != ds.upload_path and ds.processed_dir not in p.parents
+    ]
+    assert leftovers == []

@@ -182,8 +182,14 @@ def _claim(dataset_id: int) -> Dataset | None:
     if not dataset_claim(dataset_id=dataset_id):
         return None  # deleted, held by a live worker, or a duplicate delivery of work done
     dataset = Dataset.objects.select_related("team").get(pk=dataset_id)
-    # A try that was lost mid-way (killed worker) may have left part of the output.
+    # A try that was lost mid-way (killed worker) may have left part of the output and its
+    # dot-named staging folders; we hold the claim, so nobody else is using them.
     shutil.rmtree(dataset.processed_dir, ignore_errors=True)
+    for entry in dataset.storage_dir.glob(".*"):
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
     return dataset
 
 
