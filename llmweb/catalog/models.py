@@ -85,6 +85,11 @@ class Dataset(StoredMixin, models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
     created_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # Liveness of the task that processes this record (catalog/services/liveness.py): the claim
+    # and a worker thread set the heartbeat; the reaper requeues stale or unclaimed work.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    requeues = models.PositiveSmallIntegerField(default=0)
 
     objects = TeamScopedQuerySet.as_manager()
 
@@ -171,6 +176,11 @@ class RegisteredModel(StoredMixin, models.Model):
     )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Liveness of the task that processes this record (catalog/services/liveness.py): the claim
+    # and a worker thread set the heartbeat; the reaper requeues stale or unclaimed work.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    requeues = models.PositiveSmallIntegerField(default=0)
 
     objects = TeamScopedQuerySet.as_manager()
 

@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 from django.db.models import Q, QuerySet
+from django.db.models.functions import Coalesce
 from django.http import Http404
+from django.utils import timezone
+from django.utils.timesince import timesince
 
-from llmweb.catalog.models import Dataset, RegisteredModel
+from llmweb.catalog.models import (
+    Dataset,
+    DatasetStatus,
+    ModelSource,
+    ModelStatus,
+    RegisteredModel,
+)
+
+# Model sources a catalog task prepares (services/liveness.py requeues those when lost).
+TASK_MODEL_SOURCES = (ModelSource.UPLOAD, ModelSource.PRESET, ModelSource.HUB)
 
 
 def dataset_list_for_user(*, user, team=None) -> QuerySet[Dataset]:
@@ -66,3 +78,44 @@ def job_refs(jobs) -> list[dict]:
         }
         for j in jobs
     ]
+
+
+def _ordinal_ahead(ahead: int) -> str:
+    return "next in line" if ahead == 0 else f"{ahead} ahead of it"
+
+
+def catalog_waiting_message(record: Dataset | RegisteredModel) -> str | None:
+    """ "Waiting for a worker" with the queue position and age; None once a worker holds it.
+
+    The position counts the unclaimed datasets and model arrivals of this deployment that
+    were queued before this one (they share queue ``default``), across teams: a count,
+    nothing about whose.
+    """
+    if isinstance(record, Dataset):
+        if record.status != DatasetStatus.UPLOADED:
+            return None
+    elif (
+        record.status != ModelStatus.PENDING
+        or record.source not in TASK_MODEL_SOURCES
+        or record.heartbeat_at is not None
+    ):
+        return None
+    since = record.queued_at or record.created_at
+    if since is None:
+        return None
+    ahead = (
+        Dataset.objects.filter(status=DatasetStatus.UPLOADED)
+        .annotate(waiting_since=Coalesce("queued_at", "created_at"))
+        .filter(waiting_since__lt=since)
+        .count()
+        + RegisteredModel.objects.filter(
+            status=ModelStatus.PENDING, source__in=TASK_MODEL_SOURCES, heartbeat_at__isnull=True
+        )
+        .annotate(waiting_since=Coalesce("queued_at", "created_at"))
+        .filter(waiting_since__lt=since)
+        .count()
+    )
+    seconds = (timezone.now() - since).total_seconds()
+    age = f"{max(0, int(seconds))} s" if seconds < 60 else timesince(since, timezone.now())
+    again = " (sent again after a lost try)" if record.requeues else ""
+    return f"Waiting for a worker: {_ordinal_ahead(ahead)}, queued {age} ago{again}."

@@ -210,7 +210,7 @@ function llmwebDatasetUpload(form) {
         setBar("upload-bar", 100);
         $("upload-status").textContent = `Uploaded ${mb(file.size)} (100%).`;
         $("process-stage").hidden = false;
-        $("process-status").textContent = "Waiting for a worker…";
+        $("process-status").textContent = "Uploaded; asking the queue for its place…";
         poll(body.urls.self, body.urls.page);
       } else {
         fail(body.detail || `Upload failed (HTTP ${xhr.status}).`);

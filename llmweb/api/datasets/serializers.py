@@ -6,6 +6,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from llmweb.catalog.models import Dataset, Schema
+from llmweb.catalog.selectors import catalog_waiting_message
 from llmweb.catalog.services.datasets import (
     DELIMITER_CHOICES,
     ENCODINGS,
@@ -13,13 +14,18 @@ from llmweb.catalog.services.datasets import (
     HEADER_CHOICES,
     TXT_MODES,
 )
+from llmweb.core.ids import ID_FIELD_BOUNDS, SEED_BOUNDS
 
 
 class DatasetSerializer(serializers.ModelSerializer):
     team = serializers.IntegerField(source="team_id", read_only=True)
-    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+    created_by = serializers.CharField(
+        source="created_by.username", default=None, read_only=True, allow_null=True
+    )
     total_rows = serializers.SerializerMethodField()
     urls = serializers.SerializerMethodField()
+    # While queued: "Waiting for a worker: N ahead of it, queued 2 min ago" (never bare).
+    progress_message = serializers.SerializerMethodField()
 
     class Meta:
         model = Dataset
@@ -57,6 +63,9 @@ class DatasetSerializer(serializers.ModelSerializer):
             "urls",
         ]
         read_only_fields = fields
+
+    def get_progress_message(self, ds: Dataset) -> str:
+        return catalog_waiting_message(ds) or ds.progress_message
 
     def get_total_rows(self, ds: Dataset) -> int:
         return sum((ds.num_rows or {}).values())
@@ -110,7 +119,9 @@ class DatasetUploadSerializer(ReadOptionsFields):
         help_text="Default: the file name. The same name again makes a new version.",
     )
     schema = serializers.ChoiceField(choices=Schema.choices)
-    team = serializers.IntegerField(required=False, help_text="Default: your active or first team.")
+    team = serializers.IntegerField(
+        required=False, help_text="Default: your active or first team.", **ID_FIELD_BOUNDS
+    )
     description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
     mapping = serializers.CharField(
         required=False,
@@ -123,7 +134,7 @@ class DatasetUploadSerializer(ReadOptionsFields):
         allow_blank=True,
         help_text='"0.8,0.1,0.1" (default), "80,10,10" or a JSON list.',
     )
-    seed = serializers.IntegerField(required=False, default=42)
+    seed = serializers.IntegerField(required=False, default=42, **SEED_BOUNDS)
     stratify = serializers.BooleanField(
         required=False,
         default=True,

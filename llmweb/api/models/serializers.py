@@ -9,6 +9,7 @@ from rest_framework import serializers
 from llmweb.catalog.model_selectors import model_usable_for
 from llmweb.catalog.models import RegisteredModel
 from llmweb.catalog.services.models import MAX_CARD_CHARS
+from llmweb.core.ids import ID_FIELD_BOUNDS
 
 
 class DatasetRefSerializer(serializers.Serializer):
@@ -64,6 +65,7 @@ class _TeamField(serializers.IntegerField):
         super().__init__(
             required=False,
             help_text="Team id; defaults to your only (or first) team.",
+            **ID_FIELD_BOUNDS,
             **kwargs,
         )
 
@@ -81,12 +83,20 @@ class PresetCreateSerializer(serializers.Serializer):
     family = serializers.ChoiceField(choices=["gpt2", "bert", "t5"])
     size = serializers.ChoiceField(choices=["tiny", "mini", "small", "base"])
     name = serializers.CharField(required=False, allow_blank=True, max_length=90)
-    vocab_size = serializers.IntegerField(required=False, allow_null=True, min_value=16)
+    vocab_size = serializers.IntegerField(
+        required=False, allow_null=True, min_value=16, max_value=2**31 - 1
+    )
     tokenizer_dataset = serializers.IntegerField(
-        required=False, allow_null=True, help_text="A ready dataset to train the tokenizer on."
+        required=False,
+        allow_null=True,
+        help_text="A ready dataset to train the tokenizer on.",
+        **ID_FIELD_BOUNDS,
     )
     tokenizer_model = serializers.IntegerField(
-        required=False, allow_null=True, help_text="A ready model whose tokenizer to copy."
+        required=False,
+        allow_null=True,
+        help_text="A ready model whose tokenizer to copy.",
+        **ID_FIELD_BOUNDS,
     )
     team = _TeamField()
 

@@ -419,7 +419,9 @@ def dataset_upload_create(
             )
             check_plan_fits_schema(plan, schema=schema, filename=filename)
             dataset.size_bytes = size
-            dataset.save(update_fields=["size_bytes"])
+            # The reaper's "never claimed within N minutes" counts from here (liveness.py).
+            dataset.queued_at = timezone.now()
+            dataset.save(update_fields=["size_bytes", "queued_at"])
         except BaseException:
             dataset.delete_files()  # the row goes with the rolled-back transaction
             raise

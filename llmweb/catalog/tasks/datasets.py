@@ -21,6 +21,7 @@ from jobs.engine.schemas import LM_TASKS, SCHEMAS
 from llmweb.catalog import sniff
 from llmweb.catalog.models import Dataset, DatasetStatus
 from llmweb.catalog.services import datasets as services
+from llmweb.catalog.services.liveness import dataset_claim, heartbeat
 from llmweb.core.running import run_guarded
 
 log = logging.getLogger(__name__)
@@ -185,16 +186,19 @@ def add_token_lengths(processed_dir, stats: dict[str, Any]) -> None:
     stats["tokenizer"] = "all-MiniLM-L6-v2"
 
 
-def _claim(dataset_id: int, redelivered: bool) -> Dataset | None:
-    statuses = [DatasetStatus.UPLOADED] + ([DatasetStatus.PROCESSING] if redelivered else [])
-    claimed = Dataset.objects.filter(pk=dataset_id, status__in=statuses).update(
-        status=DatasetStatus.PROCESSING,
-        progress=0.0,
-        progress_message="Starting",
-    )
-    if not claimed:
-        return None  # deleted, or a duplicate delivery of work already done
-    return Dataset.objects.select_related("team").get(pk=dataset_id)
+def _claim(dataset_id: int) -> Dataset | None:
+    if not dataset_claim(dataset_id=dataset_id):
+        return None  # deleted, held by a live worker, or a duplicate delivery of work done
+    dataset = Dataset.objects.select_related("team").get(pk=dataset_id)
+    # A try that was lost mid-way (killed worker) may have left part of the output and its
+    # dot-named staging folders; we hold the claim, so nobody else is using them.
+    shutil.rmtree(dataset.processed_dir, ignore_errors=True)
+    for entry in dataset.storage_dir.glob(".*"):
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    return dataset
 
 
 @shared_task(bind=True, name="llmweb.catalog.tasks.process_dataset", queue="default")
@@ -202,8 +206,7 @@ def process_dataset_task(self, dataset_id: int) -> str:
     """Parse, validate, split and describe an uploaded dataset; see the module docstring."""
     from jobs.engine.data import ProcessConfig, process_dataset
 
-    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-    dataset = _claim(dataset_id, redelivered)
+    dataset = _claim(dataset_id)
     if dataset is None:
         return "skipped"
     reporter = RowReporter(dataset.pk, expected_rows=_expected_rows(dataset))
@@ -251,7 +254,8 @@ def process_dataset_task(self, dataset_id: int) -> str:
     def failed(error: dict, traceback: str) -> None:
         services.dataset_mark_failed(dataset_id=dataset_id, error=error)
 
-    ran = run_guarded(work, what="Processing", on_failed=failed, on_cancelled=cancelled)
+    with heartbeat(dataset):
+        ran = run_guarded(work, what="Processing", on_failed=failed, on_cancelled=cancelled)
     if ran.state != "succeeded":
         return ran.state
     result = ran.value

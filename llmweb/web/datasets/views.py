@@ -129,6 +129,8 @@ def dataset_detail(request, dataset_id: int):
         "datasets/detail.html",
         {
             "dataset": dataset,
+            "status_message": selectors.catalog_waiting_message(dataset)
+            or dataset.progress_message,
             "stats": stats,
             "splits": SPLITS,
             "total_rows": sum((dataset.num_rows or {}).values()),

@@ -92,6 +92,7 @@ def model_detail(request, model_id: int):
         "models/detail.html",
         {
             "model": model,
+            "waiting": selectors.catalog_waiting_message(model),
             "card_html": render_card(model.card),
             "card_form": forms.CardForm(initial={"card": model.card}),
             "lineage": lineage,
