@@ -51,7 +51,7 @@ def test_start_job_from_form_and_watch_chart_grow(
     points = "() => window.jobCharts.loss.data.datasets[0].data.length"
     # The session's one worker may still be busy with an earlier test's upload: wait for the
     # job itself, with the same budget as every job wait.
-    wait_job_status(job_id)
+    assert wait_job_status(job_id).status == "succeeded"
     page.wait_for_selector("#status.succeeded", timeout=30_000)
     page.wait_for_function(f"({points})() === 8", timeout=20_000)
     seen = page.evaluate("() => window.__chartCounts")
