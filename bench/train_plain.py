@@ -26,7 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from datasets import ClassLabel, Dataset, DatasetDict  # noqa: E402
 
-from jobs.engine import _training  # noqa: E402
+from jobs.engine import training_steps as _training  # noqa: E402
 from jobs.engine.base import NullReporter  # noqa: E402
 from jobs.engine.finetune import TrainConfig, run_training  # noqa: E402
 

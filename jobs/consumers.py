@@ -9,7 +9,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.http import Http404
 
 from jobs import selectors
-from jobs.reporting import job_group
+from jobs.publishing import job_group
 
 
 class HelloConsumer(AsyncJsonWebsocketConsumer):

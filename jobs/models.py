@@ -10,14 +10,6 @@ from django.db import models
 from llmweb.accounts.models import Team, TeamScopedQuerySet
 
 
-class JobType(models.TextChoices):
-    FINETUNE = "finetune"
-    PRETRAIN = "pretrain"
-    DISTILL = "distill"
-    EVALUATE = "evaluate"
-    COMPRESS = "compress"
-
-
 class JobStatus(models.TextChoices):
     VALIDATING = "validating"
     QUEUED = "queued"
@@ -33,14 +25,20 @@ FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 class Job(models.Model):
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="jobs")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
-    type = models.CharField(max_length=12, choices=JobType.choices)
+    # The kind's name (jobs.kinds registry); kinds are code, so no choices in the schema.
+    type = models.CharField(max_length=40)
     name = models.CharField(max_length=100, blank=True)
     params = models.JSONField(default=dict)
-    base_model = models.ForeignKey(
-        "catalog.RegisteredModel", on_delete=models.PROTECT, related_name="jobs"
-    )
+    # Models the job reads, by role (base, teacher, student, ...), are JobModel rows.
     dataset = models.ForeignKey(
-        "catalog.Dataset", on_delete=models.PROTECT, null=True, related_name="jobs"
+        "catalog.Dataset", on_delete=models.PROTECT, null=True, blank=True, related_name="jobs"
+    )
+    eval_dataset = models.ForeignKey(
+        "catalog.Dataset",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="eval_jobs",
     )
     queue = models.CharField(max_length=20, default="gpu")
     priority = models.SmallIntegerField(default=0)
@@ -77,6 +75,10 @@ class Job(models.Model):
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="retries"
     )
     last_seq = models.PositiveIntegerField(default=0)
+    # What people write on a job: free notes, short tags, and "archived" to hide it.
+    notes = models.TextField(blank=True, max_length=5000)
+    tags = models.JSONField(default=list, blank=True)
+    archived = models.BooleanField(default=False)
 
     objects = TeamScopedQuerySet.as_manager()
 
@@ -86,6 +88,22 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} #{self.pk}"
+
+    def models_in_role(self, role: str) -> list:
+        """The job's models in ``role``, in input order (prefetch ``job_models__model``)."""
+        links = sorted(self.job_models.all(), key=lambda link: link.position)
+        return [link.model for link in links if link.role == role]
+
+    @property
+    def base_model(self):
+        """The model the job starts from (role ``base``, else its first model), or None."""
+        links = sorted(self.job_models.all(), key=lambda link: (link.role != "base", link.position))
+        return links[0].model if links else None
+
+    @property
+    def base_model_id(self) -> int | None:
+        model = self.base_model
+        return model.pk if model else None
 
     @property
     def is_finished(self) -> bool:
@@ -100,10 +118,49 @@ class Job(models.Model):
         return self.work_dir / "checkpoints"
 
     @property
+    def duration_seconds(self) -> float | None:
+        """Wall time of the last attempt: started until finished (or until now)."""
+        if self.started_at is None:
+            return None
+        from django.utils import timezone
+
+        end = self.finished_at or (None if self.is_finished else timezone.now())
+        return (end - self.started_at).total_seconds() if end else None
+
+    @property
+    def headline_metric(self) -> tuple[str, float] | None:
+        """The one number the job list shows for a finished job."""
+        for key in ("accuracy", "bleu", "perplexity", "eval_loss"):
+            value = (self.metrics or {}).get(key)
+            if isinstance(value, int | float):
+                return key, value
+        return None
+
+    @property
     def progress_fraction(self) -> float:
         if self.status == JobStatus.SUCCEEDED:
             return 1.0
         return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
+
+
+class JobModel(models.Model):
+    """One model a job reads, in a role; models stay while a job references them."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="job_models")
+    model = models.ForeignKey(
+        "catalog.RegisteredModel", on_delete=models.PROTECT, related_name="job_links"
+    )
+    role = models.CharField(max_length=20)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["job_id", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "position"], name="job_model_position_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} {self.role}: model {self.model_id}"
 
 
 class JobEvent(models.Model):

@@ -1,8 +1,5 @@
-"""The only caller of ``group_send``: job events go to the DB first, then to group ``job.<id>``.
-
-Persist-then-publish means a client that joins the group and then reads history can miss
-nothing: every event it sees live is already in the table.
-"""
+"""The worker side of a job: the engine's Reporter, which writes events through the
+services (which persist, then publish) on its own thread, heart-beats and polls cancel."""
 
 from __future__ import annotations
 
@@ -12,25 +9,7 @@ import threading
 import time
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
-
 log = logging.getLogger(__name__)
-
-
-def job_group(job_id: int) -> str:
-    return f"job.{job_id}"
-
-
-def publish(group: str, message: dict[str, Any]) -> None:
-    """Best effort: a Redis hiccup must not fail the job; clients re-read history on reconnect."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(group, {"type": "stream.event", "event": message})
-    except Exception:  # noqa: BLE001
-        log.warning("could not publish to %s", group, exc_info=True)
 
 
 class JobReporter:
@@ -105,7 +84,9 @@ class JobReporter:
                         services.job_checkpoint_update(
                             job_id=self.job_id, step=int(data.get("step") or 0)
                         )
-                    services.job_event_append(job_id=self.job_id, kind=kind, data=data)
+                    services.job_event_append(
+                        job_id=self.job_id, kind=kind, data=data, worker=self.worker
+                    )
                 except Exception:  # noqa: BLE001 - one lost event must not stop the stream
                     log.exception("job %s: could not record a %s event", self.job_id, kind)
         finally:

@@ -3,53 +3,52 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from jobs import preflight
-from jobs.models import Job, JobEvent, JobStatus
-from jobs.reporting import job_group, publish
+from jobs.engine.jsonable import jsonable
+from jobs.errors import JobError
+from jobs.kinds import get_kind
+from jobs.models import Job, JobEvent, JobModel, JobStatus
+from jobs.publishing import job_group, publish
 from llmweb.accounts.selectors import can_write
+from llmweb.core.queue import enqueue_on_commit
 
 log = logging.getLogger(__name__)
 
-
-class JobError(Exception):
-    """A refusal a person can act on; the API turns it into a 400 naming ``param``."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str = "invalid",
-        param: str | None = None,
-        http_status: int = 400,
-    ) -> None:
-        super().__init__(message)
-        self.message, self.code, self.param, self.http_status = message, code, param, http_status
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "param": self.param}
+__all__ = ["JobError"]  # re-exported: callers catch services.JobError
 
 
 # --- events ------------------------------------------------------------------------------
 
 
-def job_event_append(*, job_id: int, kind: str, data: dict[str, Any]) -> JobEvent:
-    """Allocate the next dense seq with an atomic increment, insert, then publish."""
+def job_event_append(
+    *, job_id: int, kind: str, data: dict[str, Any], worker: str | None = None
+) -> JobEvent | None:
+    """Allocate the next dense seq with an atomic increment, insert, then publish.
+
+    With ``worker``, the event is written only while that worker still owns the running
+    job: a worker presumed dead (its job requeued and taken by another) adds nothing to
+    the new attempt's history; None says the event was dropped.
+    """
     for _ in range(5):
         with transaction.atomic():
-            Job.objects.filter(pk=job_id).update(last_seq=F("last_seq") + 1)
+            owned = Job.objects.filter(pk=job_id)
+            if worker is not None:
+                owned = owned.filter(worker=worker, status=JobStatus.RUNNING)
+            if owned.update(last_seq=F("last_seq") + 1) == 0:
+                return None
             seq = Job.objects.values_list("last_seq", flat=True).get(pk=job_id)
             try:
                 event = JobEvent.objects.create(
-                    job_id=job_id, seq=seq, kind=kind, data=_jsonable(data)
+                    job_id=job_id, seq=seq, kind=kind, data=jsonable(data)
                 )
             except IntegrityError:  # pragma: no cover - only under a lost row lock
                 continue
@@ -58,19 +57,7 @@ def job_event_append(*, job_id: int, kind: str, data: dict[str, Any]) -> JobEven
     raise RuntimeError(f"could not allocate an event seq for job {job_id}")
 
 
-def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in data.items():
-        if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
-            v = None
-        elif hasattr(v, "item"):
-            v = v.item()
-        elif isinstance(v, (set, tuple)):
-            v = list(v)
-        elif v is not None and not isinstance(v, (str, int, float, bool, list, dict)):
-            v = str(v)
-        out[k] = v
-    return out
+STATUS_EVENT_FIELDS = ("worker", "device", "error", "attempts")
 
 
 def _transition(job_id: int, frm: tuple[str, ...], to: str, **fields) -> bool:
@@ -79,17 +66,18 @@ def _transition(job_id: int, frm: tuple[str, ...], to: str, **fields) -> bool:
         moved = Job.objects.filter(pk=job_id, status__in=frm).update(status=to, **fields) == 1
         if moved:
             job_event_append(
-                job_id=job_id, kind="status", data={"status": to, **_status_extra(fields)}
+                job_id=job_id, kind="status", data={"status": to, **_status_extra(job_id, fields)}
             )
     return moved
 
 
-def _status_extra(fields: dict[str, Any]) -> dict[str, Any]:
-    extra = {}
-    for key in ("worker", "device", "error", "attempts"):
-        if key in fields and not isinstance(fields[key], F):
-            extra[key] = fields[key]
-    return extra
+def _status_extra(job_id: int, fields: dict[str, Any]) -> dict[str, Any]:
+    """The status event carries the values written, never the expressions that wrote them
+    (``attempts=F("attempts") + 1`` is read back as the number it became)."""
+    keys = [key for key in STATUS_EVENT_FIELDS if key in fields]
+    if any(hasattr(fields[key], "resolve_expression") for key in keys):
+        return Job.objects.filter(pk=job_id).values(*keys).first() or {}
+    return {key: fields[key] for key in keys}
 
 
 # --- submit ------------------------------------------------------------------------------
@@ -100,56 +88,91 @@ def job_submit(
     user,
     team,
     job_type: str,
-    base_model,
-    dataset,
     params: dict[str, Any],
+    inputs: dict[str, Any] | None = None,
+    base_model=None,
+    dataset=None,
     name: str = "",
     priority: int = 0,
     retry_of: Job | None = None,
 ) -> Job:
-    """Validate (pre-flight, before any GPU time), record and enqueue a job."""
+    """Validate (pre-flight, before any GPU time), record and enqueue a job of any kind.
+
+    Args:
+        job_type: the kind's name (``jobs.kinds``).
+        inputs: the kind's inputs by name (``{"base_model": model, "dataset": ds}``;
+            a list for ``many`` inputs), already scoped to what ``user`` may see.
+        base_model, dataset: shorthand for the two inputs the training kinds take.
+    """
     if not can_write(user=user, team=team):
         raise PermissionDenied("Viewers cannot start jobs; ask an owner for the member role.")
-    checked = preflight.check(
-        job_type=job_type, team=team, base_model=base_model, dataset=dataset, params=params
-    )
+    kind = get_kind(job_type)
+    inputs = dict(inputs or {})
+    if base_model is not None:
+        inputs.setdefault("base_model", base_model)
+    if dataset is not None:
+        inputs.setdefault("dataset", dataset)
+    checked = preflight.check(kind=kind, team=team, inputs=inputs, params=params)
+    datasets = dict(checked.datasets)
     with transaction.atomic():
         job = Job.objects.create(
             team=team,
             created_by=user,
-            type=job_type,
+            type=kind.name,
             name=(name or "")[:100],
-            params=checked.params,
-            base_model=base_model,
-            dataset=dataset,
-            queue=settings.LLMWEB_TRAIN_QUEUE,
+            params=jsonable(checked.params),
+            dataset=datasets.get("train"),
+            eval_dataset=datasets.get("eval"),
+            queue=kind.queue_name(),
             priority=priority,
             status=JobStatus.VALIDATING,
             retry_of=retry_of,
         )
+        JobModel.objects.bulk_create(
+            [
+                JobModel(job=job, model=model, role=role, position=position)
+                for position, (role, model) in enumerate(checked.models)
+            ]
+        )
         job_event_append(job_id=job.pk, kind="status", data={"status": "validating"})
         job_event_append(job_id=job.pk, kind="estimate", data=checked.estimate)
         _transition(job.pk, (JobStatus.VALIDATING,), JobStatus.QUEUED, queued_at=timezone.now())
-        transaction.on_commit(lambda: _enqueue(job.pk))
+        _enqueue(job)
     job.refresh_from_db()
     return job
 
 
-def _enqueue(job_id: int) -> None:
-    from jobs.tasks import run_job_task
+def job_inputs(job: Job) -> dict[str, Any]:
+    """The inputs a job was submitted with, by input name (for retry and clone)."""
+    return {spec.name: value for spec, value in get_kind(job.type).inputs_of(job).specs}
 
-    try:
-        job = Job.objects.only("queue", "priority").get(pk=job_id)
-        run_job_task.apply_async(args=[job_id], queue=job.queue, priority=job.priority)
-    except Exception as exc:  # noqa: BLE001 - a job that cannot be queued must not sit "queued"
-        log.exception("could not enqueue job %s", job_id)
+
+def broker_priority(priority: int) -> int:
+    """The API's priority (-10..10, higher runs first) as the Redis transport's (0..9,
+    0 runs first): kombu orders Redis priorities the other way round from AMQP."""
+    clamped = max(-10, min(10, int(priority)))
+    return round((10 - clamped) * 9 / 20)
+
+
+def _enqueue(job: Job) -> None:
+    """After commit; a job that cannot be queued must not sit "queued"."""
+
+    def failed(exc: Exception) -> None:
         job_fail(
-            job_id=job_id,
+            job_id=job.pk,
             error={
                 "code": "queue_unavailable",
                 "message": f"The job queue is unreachable ({exc.__class__.__name__}). Try again.",
             },
         )
+
+    enqueue_on_commit(
+        "jobs.tasks:run_job_task",
+        job.pk,
+        on_error=failed,
+        queue=job.queue,
+        priority=broker_priority(job.priority),
+    )
 
 
 # --- worker side -------------------------------------------------------------------------
@@ -213,7 +236,7 @@ def job_succeed(*, job_id: int, worker: str, metrics: dict[str, Any], result_mod
         (JobStatus.RUNNING,),
         JobStatus.SUCCEEDED,
         finished_at=timezone.now(),
-        metrics=_jsonable(metrics),
+        metrics=jsonable(metrics),
         result_model=result_model,
         eta_seconds=0,
     )
@@ -287,8 +310,7 @@ def job_retry(*, user, job: Job) -> Job:
         user=user,
         team=job.team,
         job_type=job.type,
-        base_model=job.base_model,
-        dataset=job.dataset,
+        inputs=job_inputs(job),
         params=job.params,
         name=job.name,
         priority=job.priority,
@@ -318,7 +340,7 @@ def job_resume(*, user, job: Job) -> Job:
         cancel_requested=False,
         worker="",
     ):
-        transaction.on_commit(lambda: _enqueue(job.pk))
+        _enqueue(job)
     job.refresh_from_db()
     return job
 
@@ -341,6 +363,87 @@ def job_requeue_stale(*, stale_after: timedelta) -> list[int]:
                     "level": "warning",
                 },
             )
-            transaction.on_commit(lambda j=job_id: _enqueue(j))
+            _enqueue(Job.objects.only("pk", "queue", "priority").get(pk=job_id))
             requeued.append(job_id)
     return requeued
+
+
+# --- editing, cloning, deleting --------------------------------------------------------
+
+MAX_TAGS, MAX_TAG_CHARS = 20, 40
+
+
+def job_update(
+    *,
+    user,
+    job: Job,
+    name: str | None = None,
+    notes: str | None = None,
+    tags: list[str] | None = None,
+    archived: bool | None = None,
+) -> Job:
+    """What people write on a job; its inputs, params and history never change."""
+    _require_writer(user, job)
+    fields: dict[str, Any] = {}
+    if name is not None:
+        fields["name"] = name.strip()[:100]
+    if notes is not None:
+        fields["notes"] = notes[:5000]
+    if tags is not None:
+        clean = []
+        for tag in tags:
+            tag = str(tag).strip()
+            if not tag:
+                continue
+            if len(tag) > MAX_TAG_CHARS:
+                raise JobError(
+                    f"Tags are at most {MAX_TAG_CHARS} characters; {tag[:20]!r}… is longer.",
+                    param="tags",
+                )
+            if tag not in clean:
+                clean.append(tag)
+        if len(clean) > MAX_TAGS:
+            raise JobError(f"At most {MAX_TAGS} tags per job.", param="tags")
+        fields["tags"] = clean
+    if archived is not None:
+        fields["archived"] = bool(archived)
+    if fields:
+        Job.objects.filter(pk=job.pk).update(**fields)
+    job.refresh_from_db()
+    return job
+
+
+def job_clone(
+    *, user, job: Job, params: dict[str, Any] | None = None, name: str | None = None
+) -> Job:
+    """Run a job again with the same kind and inputs, its params changed by ``params``.
+
+    Unlike retry, any job can be cloned, and the clone is a job of its own (no
+    ``retry_of`` edge): it is how people iterate on a recipe.
+    """
+    if params is not None and not isinstance(params, dict):
+        raise JobError("params must be a JSON object of parameter names to values.", param="params")
+    return job_submit(
+        user=user,
+        team=job.team,
+        job_type=job.type,
+        inputs=job_inputs(job),
+        params={**(job.params or {}), **(params or {})},
+        name=job.name if name is None else name,
+        priority=job.priority,
+    )
+
+
+def job_delete(*, user, job: Job) -> None:
+    """A finished job goes with its events and work files; the model it produced stays."""
+    _require_writer(user, job)
+    if not job.is_finished:
+        raise JobError(
+            f"Job #{job.pk} is {job.status}; cancel it first, then delete it.",
+            code="job_active",
+            http_status=409,
+        )
+    folder = job.work_dir
+    with transaction.atomic():
+        Job.objects.filter(pk=job.pk).delete()
+        transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))

@@ -1,24 +1,25 @@
 """Thin Celery tasks: load records, build plain arguments, call an engine, report.
 
-Engines are imported inside task bodies so the web process never imports torch.
+``run_job_task`` runs every job kind (``jobs.kinds``): claim, heartbeat, cancel, resume,
+events and the error mapping happen here once; the kind builds the engine config, its
+engine does the work, and the kind's ``finish`` says what the result is. Engines are
+imported inside the task body so the web process never imports torch.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
-import traceback
 from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
 
 from jobs import services
+from jobs.kinds import get_kind
 from jobs.models import Job
 from jobs.reporting import JobReporter
-
-log = logging.getLogger(__name__)
+from llmweb.core.running import run_guarded
 
 
 def _worker_id(task) -> str:
@@ -26,66 +27,57 @@ def _worker_id(task) -> str:
     return f"{host}:{os.getpid()}"
 
 
+def device_description() -> str:
+    """``cuda:0 NVIDIA H200`` or ``cpu``: what a job page shows as "ran on"."""
+    from jobs.engine.device import device_description as describe
+
+    return describe()
+
+
 @shared_task(bind=True, name="jobs.tasks.run_job", acks_late=True, reject_on_worker_lost=True)
 def run_job_task(self, job_id: int) -> str:
-    from jobs.engine.base import Cancelled, EngineError
-    from jobs.engine.finetune import device_description, run_training
-    from jobs.engine.train_config import TrainConfig
-
     worker = _worker_id(self)
     if not services.job_claim(job_id=job_id, worker=worker, device=device_description()):
         return "not claimed"  # cancelled while queued, or a duplicate delivery
-    job = Job.objects.select_related("base_model", "dataset", "team").get(pk=job_id)
+    job = (
+        Job.objects.select_related("dataset", "eval_dataset", "team", "created_by")
+        .prefetch_related("job_models__model")
+        .get(pk=job_id)
+    )
     with JobReporter(job_id, worker) as reporter:
-        try:
+
+        def work():
+            kind = get_kind(job.type)
             if job.attempts > 1 or job.checkpoint_step:
                 reporter.emit("resumed", from_step=job.checkpoint_step or 0, attempt=job.attempts)
-            config = TrainConfig.from_params(
-                job.params,
-                job_type=job.type,
-                task=job.dataset.schema,
-                model_dir=job.base_model.artifact_dir,
-                data_dir=job.dataset.processed_dir,
-                output_dir=job.work_dir / "output",
-                checkpoint_dir=job.checkpoint_dir,
-            )
-            config.label_names = job.dataset.label_names
-            result = run_training(config, reporter)
-        except Cancelled:
+            inputs = kind.inputs_of(job)
+            config = kind.config(inputs=inputs, params=job.params, job=job)
+            result = kind.entry_point()(config, reporter)
+            reporter.flush()
+            if reporter.lost:
+                return None
+            return kind.finish(job, result)
+
+        def failed(error: dict, traceback: str) -> None:
+            reporter.flush()
+            services.job_fail(job_id=job_id, error=error, traceback=traceback)
+
+        def cancelled() -> None:
             reporter.flush()
             if not reporter.lost:
                 services.job_mark_cancelled(job_id=job_id)
-            return "cancelled"
-        except EngineError as exc:
-            reporter.flush()
-            services.job_fail(job_id=job_id, error=exc.as_dict())
-            return "failed"
-        except Exception as exc:  # noqa: BLE001 - anything else is our bug; keep the traceback
-            log.exception("job %s crashed", job_id)
-            reporter.flush()
-            services.job_fail(
-                job_id=job_id,
-                error={
-                    "code": "internal_error",
-                    "message": f"The job stopped on an internal error ({exc.__class__.__name__}). "
-                    "An admin can read the traceback.",
-                },
-                traceback=traceback.format_exc(),
-            )
-            return "failed"
-        reporter.flush()
-        if reporter.lost:
-            return "lost"
-        from llmweb.catalog.services.models import model_register_from_job
 
-        metrics = {
-            **result.metrics,
-            "train_samples_per_second": result.train_samples_per_second,
-            "train_runtime": result.train_runtime,
-            "global_step": result.global_step,
-        }
-        model = model_register_from_job(job=job, output_dir=result.output_dir, metrics=metrics)
-        services.job_succeed(job_id=job_id, worker=worker, metrics=metrics, result_model=model)
+        ran = run_guarded(work, what="The job", on_failed=failed, on_cancelled=cancelled)
+        if ran.state != "succeeded":
+            return ran.state
+        if ran.value is None:
+            return "lost"
+        services.job_succeed(
+            job_id=job_id,
+            worker=worker,
+            metrics=ran.value.metrics,
+            result_model=ran.value.result_model,
+        )
         return "succeeded"
 
 

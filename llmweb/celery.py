@@ -23,24 +23,23 @@ def ping() -> str:
 
 
 @celeryd_after_setup.connect
-def preload_training_stack(sender, instance, **kwargs) -> None:
-    """A worker that trains imports torch and transformers once, before the pool forks.
+def preload_engines(sender, instance, **kwargs) -> None:
+    """A worker imports the engines of the job kinds it serves once, before the pool forks.
 
     Otherwise the first job on each new worker pays ~5-10 s of imports before its first
     step, which people read as "the job is stuck".
     """
     if os.environ.get("LLMWEB_PRELOAD", "1") == "0":
         return
-    queues = set(instance.app.amqp.queues.consume_from or {})
-    if queues & {settings_train_queue(), "inference"}:
-        import transformers  # noqa: F401
+    import importlib
 
-        import jobs.engine.finetune  # noqa: F401
+    from jobs.kinds import all_kinds
+
+    queues = set(instance.app.amqp.queues.consume_from or {})
+    for kind in all_kinds():
+        if kind.queue_name() in queues:
+            importlib.import_module(kind.engine.partition(":")[0])
+    if "inference" in queues:
+        import transformers  # noqa: F401
     # The default queue (uploads, validation) is not preloaded: its imports cost ~220 MB
     # of resident memory for a second or two saved on the first task.
-
-
-def settings_train_queue() -> str:
-    from django.conf import settings
-
-    return settings.LLMWEB_TRAIN_QUEUE

@@ -171,17 +171,28 @@ CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 7 * 24 * 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 7 * 24 * 3600,
+    # Job priority: ten Redis priority lists, consumed in order (jobs.services maps the
+    # API's "higher first" onto Redis's "0 first").
+    "priority_steps": list(range(10)),
+    "queue_order_strategy": "priority",
+}
 if TEST_RUN:
     CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = f"test{TEST_RUN}:"
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Training jobs go to this queue (one worker per GPU consumes it).
 LLMWEB_TRAIN_QUEUE = os.environ.get("LLMWEB_TRAIN_QUEUE", "gpu")
-CELERY_TASK_ROUTES = {
-    "jobs.tasks.run_job": {"queue": LLMWEB_TRAIN_QUEUE},
-    "jobs.tasks.generate": {"queue": "inference"},
-}
+# Each job kind names its queue; jobs.services sends run_job there explicitly.
+CELERY_TASK_ROUTES = {"jobs.tasks.generate": {"queue": "inference"}}
+# Job kinds (the jobs.kinds registry): modules imported for their @register. A deployment
+# (or a test) adds its own with LLMWEB_EXTRA_JOB_KINDS=pkg.module,other.module.
+LLMWEB_JOB_KINDS = [
+    "jobs.kinds.finetune",
+    "jobs.kinds.pretrain",
+    *[m.strip() for m in os.environ.get("LLMWEB_EXTRA_JOB_KINDS", "").split(",") if m.strip()],
+]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 LLMWEB_QUEUES = ["gpu", "inference", "default"]

@@ -16,4 +16,4 @@ urlpatterns = [
     path("", include("llmweb.web.urls")),
 ]
 
-handler404 = "llmweb.web.views.not_found"
+handler404 = "llmweb.web.common.not_found"

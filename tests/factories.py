@@ -387,3 +387,12 @@ def sms_rows_balanced_held_out(held_out: int = 16, seed: int = 0) -> list[dict]:
     train = train_spam + ham[2 * half : 2 * half + 8 * held_out - len(train_spam)]
     random.Random(seed).shuffle(train)
     return train + held
+
+
+def job_record(*, team, base_model, dataset=None, type="finetune", status="succeeded"):
+    """A Job row without the queue, for tests of what reads jobs (lineage, delete checks)."""
+    from jobs.models import Job, JobModel
+
+    job = Job.objects.create(team=team, type=type, dataset=dataset, status=status)
+    JobModel.objects.create(job=job, model=base_model, role="base")
+    return job

@@ -14,15 +14,7 @@ import torch
 from torch.utils.data import Sampler
 
 from jobs.engine.base import EngineError
-
-# Columns each task reads from the processed dataset (see jobs/engine/data.py).
-TASK_COLUMNS: dict[str, tuple[str, ...]] = {
-    "classification": ("text", "label"),
-    "pair-classification": ("text_a", "text_b", "label"),
-    "causal-lm": ("text",),
-    "masked-lm": ("text",),
-    "seq2seq": ("source", "target"),
-}
+from jobs.engine.schemas import SCHEMAS
 
 
 def tokenize_split(dataset: Any, tokenizer: Any, task: str, max_length: int, cache_file: str):
@@ -31,7 +23,7 @@ def tokenize_split(dataset: Any, tokenizer: Any, task: str, max_length: int, cac
     ``cache_file`` is in a scratch folder: by default ``map`` would write its cache next to
     the processed dataset, which is shared, immutable and possibly read-only.
     """
-    missing = [c for c in TASK_COLUMNS[task] if c not in dataset.column_names]
+    missing = [c for c in SCHEMAS[task] if c not in dataset.column_names]
     if missing:
         raise EngineError(
             f"The dataset has no column {', '.join(missing)} needed for {task}; "

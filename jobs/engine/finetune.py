@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from jobs.engine.base import Cancelled, EngineError, Reporter
+from jobs.engine.device import device_description
+from jobs.engine.generate import generate_texts
 from jobs.engine.metrics import bleu_chrf, classification_metrics, perplexity, rouge
 from jobs.engine.train_config import CLASSIFICATION_TASKS, TrainConfig, param_schema
 
@@ -41,15 +43,6 @@ class TrainResult:
     num_parameters: int
     trainable_parameters: int
     train_loss: float | None = None
-
-
-def device_description() -> str:
-    """``cuda:0 NVIDIA H200`` or ``cpu``: what a job page shows as "trained on"."""
-    import torch
-
-    if torch.cuda.is_available():
-        return f"cuda:0 {torch.cuda.get_device_name(0)}"
-    return "cpu"
 
 
 def _log(reporter: Reporter, message: str, level: str = "info") -> None:
@@ -98,28 +91,17 @@ def generate_sample(
     config: TrainConfig, model: Any, tokenizer: Any, raw: Any, limit: int = GENERATION_SAMPLE
 ) -> tuple[list[str], list[str]]:
     """Greedy outputs for the first ``limit`` rows: BLEU/chrF need text, not loss."""
-    import torch
-
     rows = raw.select(range(min(limit, len(raw))))
     sources, refs = list(rows["source"]), list(rows["target"])
-    model.eval()
-    hyps: list[str] = []
-    for start in range(0, len(sources), config.batch_size):
-        enc = tokenizer(
-            sources[start : start + config.batch_size],
-            truncation=True,
-            max_length=config.max_length,
-            padding=True,
-            return_tensors="pt",
-        )
-        enc.pop("token_type_ids", None)
-        enc = {k: v.to(model.device) for k, v in enc.items()}
-        with torch.no_grad():
-            out = model.generate(
-                **enc, max_new_tokens=config.max_length, num_beams=1, do_sample=False
-            )
-        hyps.extend(tokenizer.batch_decode(out, skip_special_tokens=True))
-    return [h.strip() for h in hyps], refs
+    hyps = generate_texts(
+        model,
+        tokenizer,
+        sources,
+        batch_size=config.batch_size,
+        max_length=config.max_length,
+        max_new_tokens=config.max_length,
+    )
+    return hyps, refs
 
 
 def save_final(config: TrainConfig, model: Any, tokenizer: Any) -> None:
@@ -160,7 +142,7 @@ def _run(config: TrainConfig, reporter: Reporter) -> TrainResult:
     import datasets
     import transformers
 
-    from jobs.engine import _training as t
+    from jobs.engine import training_steps as t
 
     # Quiet the libraries: our reporter is the progress channel, not their stderr.
     transformers.utils.logging.set_verbosity_error()
@@ -223,14 +205,17 @@ def _run(config: TrainConfig, reporter: Reporter) -> TrainResult:
 
         metrics: dict[str, Any] = {}
         if eval_split is not None:
-            _log(reporter, f"evaluating on {eval_split} ({len(tokenized[eval_split]):,} rows)")
+            rows = len(tokenized[eval_split])
+            _log(reporter, f"evaluating on {eval_split} ({rows:,} rows)")
+            callback.begin_phase("final evaluation", total=math.ceil(rows / config.batch_size))
             metrics = final_metrics(
                 config, trainer, tokenized[eval_split], splits[eval_split], label_names
             )
             metrics["split"] = eval_split
             reporter.emit("metrics", step=trainer.state.global_step, final=True, **metrics)
 
-        _log(reporter, f"saving model to {config.output_dir}")
+        reporter.emit("phase", name="saving", done=0, total=None)
+        _log(reporter, "saving the model")
         save_final(config, trainer.model, tokenizer)
 
     train_metrics = output.metrics

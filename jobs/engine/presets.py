@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from jobs.engine.base import EngineError
+from jobs.engine.schemas import AUTO_MODEL_CLASSES
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -166,13 +167,7 @@ def model_class_for_task(task: str) -> Any:
     """The ``AutoModelFor...`` class that builds or loads a model for ``task``."""
     import transformers
 
-    names = {
-        "classification": "AutoModelForSequenceClassification",
-        "causal-lm": "AutoModelForCausalLM",
-        "seq2seq": "AutoModelForSeq2SeqLM",
-        "masked-lm": "AutoModelForMaskedLM",
-        "encoder": "AutoModel",
-    }
+    names = AUTO_MODEL_CLASSES
     if task not in names:
         raise EngineError(
             f"Unknown task {task!r}; choose one of {', '.join(names)}.",

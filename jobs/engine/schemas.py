@@ -21,3 +21,14 @@ LM_TASKS: tuple[str, ...] = ("causal-lm", "masked-lm")
 TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
     task: tuple(c for c in cols if c != "label") for task, cols in SCHEMAS.items()
 }
+
+# The transformers Auto class that builds or loads a model for each model task
+# ("encoder" is a bare encoder without a head). Names, so this module stays import-free.
+AUTO_MODEL_CLASSES: dict[str, str] = {
+    "classification": "AutoModelForSequenceClassification",
+    "pair-classification": "AutoModelForSequenceClassification",
+    "causal-lm": "AutoModelForCausalLM",
+    "seq2seq": "AutoModelForSeq2SeqLM",
+    "masked-lm": "AutoModelForMaskedLM",
+    "encoder": "AutoModel",
+}

@@ -5,24 +5,38 @@ from __future__ import annotations
 import secrets
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
 from llmweb.accounts.models import ApiToken, Membership, Role, Team
 from llmweb.accounts.selectors import is_owner
+from llmweb.core.errors import DomainError
 
 User = get_user_model()
 
 
-@transaction.atomic
-def team_create(*, owner, name: str) -> Team:
+def _clean_team_name(name: str) -> str:
     name = (name or "").strip()
     if not name:
-        raise ValidationError({"name": "A team needs a name."})
+        raise DomainError("A team needs a name.", param="name")
     if len(name) > 100:
-        raise ValidationError({"name": "A team name has at most 100 characters."})
-    team = Team.objects.create(name=name)
+        raise DomainError("A team name has at most 100 characters.", param="name")
+    return name
+
+
+@transaction.atomic
+def team_create(*, owner, name: str) -> Team:
+    team = Team.objects.create(name=_clean_team_name(name))
     Membership.objects.create(team=team, user=owner, role=Role.OWNER)
+    return team
+
+
+def team_rename(*, by, team: Team, name: str) -> Team:
+    """Only an owner renames; members and viewers see the name."""
+    if not is_owner(user=by, team=team):
+        raise PermissionDenied("Only an owner can rename the team.")
+    team.name = _clean_team_name(name)
+    team.save(update_fields=["name"])
     return team
 
 
@@ -36,12 +50,12 @@ def team_invite(*, by, team: Team, username: str, role: str = Role.MEMBER) -> Me
     if not is_owner(user=by, team=team):
         raise PermissionDenied("Only an owner can invite people to this team.")
     if role not in Role.values:
-        raise ValidationError({"role": f"Role must be one of {', '.join(Role.values)}."})
+        raise DomainError(f"Role must be one of {', '.join(Role.values)}.", param="role")
     user = User.objects.filter(username=(username or "").strip()).first()
     if user is None:
-        raise ValidationError({"username": f"No user is called {username!r}."})
+        raise DomainError(f"No user is called {username!r}.", param="username")
     if Membership.objects.filter(team=team, user=user).exists():
-        raise ValidationError({"username": f"{user.username} is already on this team."})
+        raise DomainError(f"{user.username} is already on this team.", param="username")
     return Membership.objects.create(team=team, user=user, role=role)
 
 
@@ -51,10 +65,10 @@ def membership_set_role(*, by, membership: Membership, role: str) -> Membership:
     if not is_owner(user=by, team=team):
         raise PermissionDenied("Only an owner can change roles.")
     if role not in Role.values:
-        raise ValidationError({"role": f"Role must be one of {', '.join(Role.values)}."})
+        raise DomainError(f"Role must be one of {', '.join(Role.values)}.", param="role")
     owners = team.memberships.filter(role=Role.OWNER)
     if membership.role == Role.OWNER and role != Role.OWNER and owners.count() == 1:
-        raise ValidationError({"role": "A team needs at least one owner."})
+        raise DomainError("A team needs at least one owner.", param="role")
     membership.role = role
     membership.save(update_fields=["role"])
     return membership
@@ -66,7 +80,7 @@ def membership_remove(*, by, membership: Membership) -> None:
     if not is_owner(user=by, team=team) and by.pk != membership.user_id:
         raise PermissionDenied("Only an owner can remove other members.")
     if membership.role == Role.OWNER and team.memberships.filter(role=Role.OWNER).count() == 1:
-        raise ValidationError({"role": "A team needs at least one owner."})
+        raise DomainError("A team needs at least one owner.", param="role")
     membership.delete()
 
 
@@ -74,9 +88,9 @@ def api_token_create(*, user, name: str) -> tuple[ApiToken, str]:
     """Returns the record and the secret; the secret is never stored or shown again."""
     name = (name or "").strip()
     if not name:
-        raise ValidationError({"name": "Give the token a name, e.g. 'laptop script'."})
+        raise DomainError("Give the token a name, e.g. 'laptop script'.", param="name")
     if len(name) > 100:
-        raise ValidationError({"name": "A token name has at most 100 characters."})
+        raise DomainError("A token name has at most 100 characters.", param="name")
     secret = ApiToken.PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         user=user,

@@ -1,6 +1,14 @@
-"""Every API error is JSON with a `detail` a person can read (plus field errors for 400s)."""
+"""Every API error is JSON with a `detail` a person can read, in one place.
+
+A service refuses with a ``DomainError`` (``llmweb.core.errors``); this handler turns it
+into ``{"detail", "code", "param"}`` with the error's HTTP status, so views carry no
+``except`` blocks of their own. Django's and DRF's own errors get the same shape (plus
+``errors`` with every field's messages for a 400 from a serializer).
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -9,8 +17,10 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from llmweb.core.errors import DomainError
 
-def _flatten(errors) -> str:
+
+def _flatten(errors: Any) -> str:
     if isinstance(errors, dict):
         parts = []
         for field, value in errors.items():
@@ -24,7 +34,17 @@ def _flatten(errors) -> str:
     return str(errors)
 
 
-def exception_handler(exc, context):
+def domain_error_response(exc: DomainError) -> Response:
+    """The one translation of a service's refusal into an HTTP answer."""
+    return error_response(
+        exc.message, code=exc.code, param=exc.param, http_status=exc.http_status, **exc.extra
+    )
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's ``EXCEPTION_HANDLER``: domain errors first, then Django's, then DRF's own."""
+    if isinstance(exc, DomainError):
+        return domain_error_response(exc)
     if isinstance(exc, DjangoValidationError):
         data = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
         exc = exceptions.ValidationError(data)
@@ -38,8 +58,13 @@ def exception_handler(exc, context):
     data = response.data
     if isinstance(exc, exceptions.ValidationError):
         errors = data if isinstance(data, dict) else {"non_field_errors": data}
-        detail = _flatten(errors) or "Invalid input."
-        response.data = {"detail": detail, "errors": errors}
+        fields = [f for f in errors if f not in ("non_field_errors", "__all__", "detail")]
+        response.data = {
+            "detail": _flatten(errors) or "Invalid input.",
+            "code": "invalid",
+            "param": fields[0] if fields else None,
+            "errors": errors,
+        }
         response.status_code = status.HTTP_400_BAD_REQUEST
     elif not isinstance(data, dict) or "detail" not in data:
         response.data = {"detail": _flatten(data)}
@@ -47,10 +72,14 @@ def exception_handler(exc, context):
 
 
 def error_response(
-    detail: str, *, code: str = "invalid", param: str | None = None, http_status: int = 400, **extra
+    detail: str,
+    *,
+    code: str = "invalid",
+    param: str | None = None,
+    http_status: int = 400,
+    **extra: Any,
 ) -> Response:
-    body = {"detail": detail, "code": code}
-    if param:
-        body["param"] = param
+    """A refusal a view decides itself (a request it cannot parse), in the same shape."""
+    body: dict[str, Any] = {"detail": detail, "code": code, "param": param}
     body.update(extra)
     return Response(body, status=http_status)

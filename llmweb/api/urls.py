@@ -1,9 +1,14 @@
+"""REST API v1 routes: each area's views live in ``llmweb/api/<area>/views.py``."""
+
 from __future__ import annotations
 
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from llmweb.api import accounts, datasets, jobs, models
+from llmweb.api.accounts import views as accounts
+from llmweb.api.datasets import views as datasets
+from llmweb.api.jobs import views as jobs
+from llmweb.api.models import views as models
 
 router = DefaultRouter()
 router.register("teams", accounts.TeamViewSet, basename="team")
@@ -15,5 +20,6 @@ router.register("jobs", jobs.JobViewSet, basename="job")
 urlpatterns = [
     path("me/", accounts.MeApi.as_view(), name="api-me"),
     path("presets/", models.PresetListApi.as_view(), name="api-presets"),
+    path("job-kinds/", jobs.JobKindListApi.as_view(), name="api-job-kinds"),
     path("", include(router.urls)),
 ]

@@ -21,23 +21,25 @@ from typing import Any
 
 from django.conf import settings
 
+from jobs.engine.schemas import TEXT_COLUMNS
 from llmweb.catalog.models import Dataset
+from llmweb.core.errors import DomainError
 
 SPLITS = ("train", "validation", "test")
 PAGE_SIZE = 50
 BATCH = 2000
-TEXT_COLUMNS = ("text", "text_a", "text_b", "source", "target")
+# Any schema's text columns: a search looks in whichever the split has.
+SEARCHED = frozenset(c for cols in TEXT_COLUMNS.values() for c in cols)
 INSPECT_TIMEOUT = 60
 # Address space, not RSS: numpy and pyarrow reserve far more than they touch.
 INSPECT_ADDRESS_SPACE = 4 << 30
 
 
-class PreviewError(Exception):
+class PreviewError(DomainError):
+    """A split that cannot be shown: unknown (400) or not there (409)."""
+
     def __init__(self, message: str, *, param: str | None = None, status: int = 400):
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        self.status = status
+        super().__init__(message, code="not_available", param=param, http_status=status)
 
 
 def clean_split(split: str | None) -> str:
@@ -89,7 +91,7 @@ def _matches(batch, q: str):
 
     hit = None
     for name in batch.schema.names:
-        if name in TEXT_COLUMNS:
+        if name in SEARCHED:
             m = pc.match_substring(batch.column(name), q, ignore_case=True)
             hit = m if hit is None else pc.or_(hit, m)
     return hit

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.db.models import F, QuerySet
 
 from llmweb.catalog.models import ModelSource, ModelTask, RegisteredModel
 from llmweb.catalog.selectors import model_list_for_user
+from llmweb.core.errors import DomainError
 
 ORDERINGS = (
     "created_at",
@@ -46,12 +46,12 @@ def model_list_filtered(
     )
     if task:
         if task not in ModelTask.values:
-            raise ValidationError({"task": f"task must be one of {', '.join(ModelTask.values)}."})
+            raise DomainError(f"task must be one of {', '.join(ModelTask.values)}.", param="task")
         qs = qs.filter(task=task)
     if source:
         if source not in ModelSource.values:
-            raise ValidationError(
-                {"source": f"source must be one of {', '.join(ModelSource.values)}."}
+            raise DomainError(
+                f"source must be one of {', '.join(ModelSource.values)}.", param="source"
             )
         qs = qs.filter(source=source)
     if status:
@@ -61,15 +61,15 @@ def model_list_filtered(
     if metric.startswith("metric:"):
         name = metric[len("metric:") :]
         if not name:
-            raise ValidationError({"ordering": "Name the metric: ordering=metric:accuracy."})
+            raise DomainError("Name the metric: ordering=metric:accuracy.", param="ordering")
         desc = ordering.startswith("-")
         rows = list(qs)
         have = [m for m in rows if _number(m.metrics.get(name)) is not None]
         have.sort(key=lambda m: _number(m.metrics.get(name)), reverse=desc)
         return have + [m for m in rows if _number(m.metrics.get(name)) is None]
     if ordering not in ORDERINGS:
-        raise ValidationError(
-            {"ordering": f"ordering must be one of {', '.join(ORDERINGS)} or metric:<name>."}
+        raise DomainError(
+            f"ordering must be one of {', '.join(ORDERINGS)} or metric:<name>.", param="ordering"
         )
     # Pending models have no size yet; they sort last whichever way.
     field = F(ordering.lstrip("-"))

@@ -1,20 +1,15 @@
+"""Page routes: each area (``llmweb/web/<area>/urls.py``) brings its own."""
+
 from __future__ import annotations
 
 from django.urls import include, path
 
-from llmweb.web import views
+from llmweb.web import common
 
 urlpatterns = [
-    path("", views.home, name="home"),
-    path("accounts/signup/", views.signup, name="signup"),
-    path("accounts/", include("django.contrib.auth.urls")),
-    path("teams/", views.team_list, name="teams"),
-    path("teams/switch/", views.team_switch, name="team-switch"),
-    path("teams/<int:team_id>/", views.team_detail, name="team-detail"),
-    path("teams/<int:team_id>/members/<int:user_id>/", views.member_role, name="member-role"),
-    path("settings/tokens/", views.tokens, name="tokens"),
-    path("settings/tokens/<int:token_id>/revoke/", views.token_revoke, name="token-revoke"),
-    path("datasets/", include("llmweb.web.pages_datasets")),
-    path("models/", include("llmweb.web.pages_models")),
-    path("jobs/", include("llmweb.web.pages_jobs")),
+    path("", common.home, name="home"),
+    path("", include("llmweb.web.accounts.urls")),
+    path("datasets/", include("llmweb.web.datasets.urls")),
+    path("models/", include("llmweb.web.models.urls")),
+    path("jobs/", include("llmweb.web.jobs.urls")),
 ]

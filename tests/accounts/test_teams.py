@@ -3,11 +3,12 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from rest_framework.test import APIClient
 
 from llmweb.accounts import selectors, services
 from llmweb.accounts.models import ApiToken, Membership, Role
+from llmweb.core.errors import DomainError
 
 
 def test_creator_owns_new_team(alice):
@@ -21,13 +22,13 @@ def test_member_cannot_invite(team, bob, charlie):
 
 
 def test_invite_of_unknown_user_is_refused(team, alice):
-    with pytest.raises(ValidationError, match="No user is called"):
+    with pytest.raises(DomainError, match="No user is called"):
         services.team_invite(by=alice, team=team, username="nobody")
 
 
 def test_last_owner_cannot_step_down(team, alice):
     m = Membership.objects.get(team=team, user=alice)
-    with pytest.raises(ValidationError, match="at least one owner"):
+    with pytest.raises(DomainError, match="at least one owner"):
         services.membership_set_role(by=alice, membership=m, role=Role.VIEWER)
 
 

@@ -10,6 +10,7 @@ from llmweb.accounts import services as accounts
 from llmweb.accounts.models import Role
 from llmweb.catalog.models import Dataset, RegisteredModel
 from llmweb.catalog.services.model_facts import preset_param_count_exact
+from tests.factories import job_record
 from tests.support import zip_members
 
 
@@ -127,9 +128,7 @@ def test_card_can_be_edited(api, alice, uploaded):
 
 
 def test_delete_is_refused_with_409_while_a_queued_job_uses_it(api, alice, team, uploaded):
-    job = Job.objects.create(
-        team=team, type="finetune", base_model=uploaded, status=JobStatus.QUEUED
-    )
+    job = job_record(team=team, base_model=uploaded, status=JobStatus.QUEUED)
     r = api(alice).delete(f"/api/v1/models/{uploaded.pk}/")
     assert r.status_code == 409 and f"#{job.pk} (queued)" in r.json()["detail"]
     assert r.json()["code"] == "model_in_use"

@@ -246,12 +246,6 @@ def test_cancel_while_queued_and_while_running_then_resume_and_retry(worker, api
     assert wait_job_status(r.json()["id"]).status == "succeeded"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="jobs/services._enqueue passes the API priority (-10..10, higher first) straight to "
-    "apply_async; on Redis, kombu puts priority 0 first and clamps to 0..9, so a job the API "
-    "shows at position 1 (priority 5) runs after an older priority -5 job",
-)
 def test_a_higher_priority_job_starts_before_an_older_lower_priority_one(
     settings, api, alice, team
 ):

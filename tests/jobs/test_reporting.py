@@ -49,11 +49,6 @@ def test_a_slow_worker_whose_job_was_taken_is_told_it_lost_it(running):
     assert services.job_poll(job_id=running, worker=FAST, heartbeat=True) == "run"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="jobs/reporting.py JobReporter._write appends events after the job was lost: a "
-    "presumed-dead worker's late progress lands in the new attempt's history",
-)
 def test_a_lost_worker_adds_nothing_to_the_jobs_history(running):
     with JobReporter(running, SLOW, poll_interval=0.1) as reporter:
         _taken_over(running)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from jobs.models import Job, JobStatus
+from jobs.models import JobStatus
 from llmweb.accounts import services as accounts
 from llmweb.accounts.models import Role
 from llmweb.catalog.models import Dataset, RegisteredModel
+from tests.factories import job_record
 
 
 @pytest.fixture
@@ -61,9 +62,7 @@ def test_detail_draws_the_lineage_with_dataset_and_job_on_the_edge(as_alice, tea
     ds = Dataset.objects.create(
         team=team, name="sms", schema="classification", status="ready", original_filename="sms.tsv"
     )
-    job = Job.objects.create(
-        team=team, type="finetune", base_model=base, dataset=ds, status=JobStatus.SUCCEEDED
-    )
+    job = job_record(team=team, base_model=base, dataset=ds, status=JobStatus.SUCCEEDED)
     child = _model(team, "spam", source="job", parent=base, dataset=ds, job=job)
     html = as_alice.get(f"/models/{child.pk}/").content.decode()
     svg = html.split('<svg class="lineage"', 1)[1].split("</svg>", 1)[0]
@@ -120,7 +119,7 @@ def test_card_edit_and_refused_delete_say_what_happened(as_alice, team):
     assert "Model card saved." in r.content.decode()
     m.refresh_from_db()
     assert m.card == "# New card"
-    job = Job.objects.create(team=team, type="finetune", base_model=m, status=JobStatus.QUEUED)
+    job = job_record(team=team, base_model=m, status=JobStatus.QUEUED)
     r = as_alice.post(f"/models/{m.pk}/delete/", follow=True)
     assert f"#{job.pk} (queued)" in r.content.decode()
     assert RegisteredModel.objects.filter(pk=m.pk).exists()

@@ -10,16 +10,10 @@ import re
 from typing import Any
 
 from jobs.engine.base import EngineError
+from jobs.engine.schemas import CLASSIFICATION_TASKS, LM_TASKS, SCHEMAS
 
-SCHEMAS: dict[str, tuple[str, ...]] = {
-    "classification": ("text", "label"),
-    "pair-classification": ("text_a", "text_b", "label"),
-    "causal-lm": ("text",),
-    "masked-lm": ("text",),
-    "seq2seq": ("source", "target"),
-}
-LABELLED = {"classification", "pair-classification"}
-LM_SCHEMAS = {"causal-lm", "masked-lm"}
+LABELLED = frozenset(CLASSIFICATION_TASKS)
+LM_SCHEMAS = frozenset(LM_TASKS)
 
 # Ordered by preference: the first synonym present wins.
 SYNONYMS: dict[str, tuple[str, ...]] = {

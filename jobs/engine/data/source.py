@@ -14,6 +14,7 @@ from jobs.engine.archive import archive_kind, safe_extract
 from jobs.engine.base import EngineError
 from jobs.engine.data.encoding import resolve_encoding, transcode_to_utf8
 from jobs.engine.data.readers import EXTENSIONS, Source, detect_format, iter_rows, prepare
+from jobs.engine.jsonable import jsonable
 
 _NOT_DATA = re.compile(r"^(readme|license|licence|notice|about|changelog)\b|_about\.", re.I)
 
@@ -67,16 +68,6 @@ def _check_not_empty(path: Path, encoding: str) -> None:
         head = f.read(window)
     if not head.strip("\ufeff \t\r\n\x00") and len(head) < window:
         raise EngineError(f"{path.name} is empty.", code="empty_file")
-
-
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return str(value)
 
 
 def open_source(
@@ -176,7 +167,7 @@ def inspect_file(
                 if row is None:
                     errors.append({"line": line, "column": None, "message": error})
                 else:
-                    rows.append(_jsonable(row))
+                    rows.append(jsonable(row))
                 if len(rows) >= sample_rows or len(errors) >= sample_rows:
                     break
         finally:

@@ -138,7 +138,11 @@ def _hits(values: np.ndarray, sorted_pool: np.ndarray) -> int:
     return int(np.count_nonzero(sorted_pool[at] == values))
 
 
-def _summary(lengths: np.ndarray) -> dict[str, Any]:
+def length_summary(lengths: np.ndarray) -> dict[str, Any]:
+    """Count, min/max/mean, percentiles and a fixed-edge histogram of text lengths.
+
+    Public because the catalog summarises token lengths the same way (one report shape).
+    """
     if lengths.size == 0:
         return {"count": 0}
     edges = [0, *LENGTH_EDGES]
@@ -232,7 +236,7 @@ class StatsAccumulator:
             entry: dict[str, Any] = {
                 "rows": st.rows,
                 "empty_texts": st.empty,
-                "lengths": {c: _summary(_cat(v, np.int64)) for c, v in st.lengths.items()},
+                "lengths": {c: length_summary(_cat(v, np.int64)) for c, v in st.lengths.items()},
             }
             if names is not None:
                 entry["labels"] = {names[i]: int(c) for i, c in enumerate(st.labels)}
@@ -299,7 +303,9 @@ def compute_stats(
             step = max(1, len(ds) // sample_limit)
             sample = ds.select(range(0, len(ds), step)[:sample_limit])
             stats["splits"][name]["tokens"] = {
-                c: _summary(np.asarray(_token_lengths(tokenizer, list(sample[c])), dtype=np.int64))
+                c: length_summary(
+                    np.asarray(_token_lengths(tokenizer, list(sample[c])), dtype=np.int64)
+                )
                 for c in acc.texts
             }
     return stats

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from jobs.engine.models.info import ModelInfo
+from jobs.engine.schemas import AUTO_MODEL_CLASSES
 
 _PIPELINE_TAGS = {
     "classification": "text-classification",
@@ -12,13 +13,6 @@ _PIPELINE_TAGS = {
     "seq2seq": "text2text-generation",
     "masked-lm": "fill-mask",
     "encoder": "feature-extraction",
-}
-_AUTO_CLASSES = {
-    "classification": "AutoModelForSequenceClassification",
-    "causal-lm": "AutoModelForCausalLM",
-    "seq2seq": "AutoModelForSeq2SeqLM",
-    "masked-lm": "AutoModelForMaskedLM",
-    "encoder": "AutoModel",
 }
 
 
@@ -102,7 +96,7 @@ def model_card_markdown(info: ModelInfo, *, extra: dict[str, Any] | None = None)
         else:
             lines += [f"- {_cell(item)}" for item in value]
         lines.append("")
-    auto = _AUTO_CLASSES.get(info.task, "AutoModel")
+    auto = AUTO_MODEL_CLASSES.get(info.task, "AutoModel")
     lines += [
         "## Use",
         "",

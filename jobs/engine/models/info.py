@@ -207,8 +207,11 @@ def read_safetensors_header(path: Path) -> dict[str, Any]:
     return header
 
 
-def _weights_summary(files: list[Path]) -> tuple[int, str]:
-    """(numel of floating tensors, dominant dtype) from the headers alone."""
+def weights_summary(files: list[Path]) -> tuple[int, str]:
+    """(numel of floating tensors, dominant dtype) from the headers alone.
+
+    Public because the web process describes bundled models from headers without torch.
+    """
     by_dtype: Counter[str] = Counter()
     for path in files:
         for name, entry in read_safetensors_header(path).items():
@@ -359,7 +362,7 @@ def inspect_model(path: str | Path) -> ModelInfo:
             "weights are accepted.",
             code="no_weights",
         )
-    stored, dtype = _weights_summary(files)
+    stored, dtype = weights_summary(files)
     task = detect_task(config)
     tasks = supported_tasks(config)
     if task not in tasks:

@@ -20,16 +20,22 @@ from jobs.engine.models.info import (
     supported_tasks,
 )
 from jobs.engine.presets import get_preset, model_class_for_task, preset_config
+from jobs.engine.schemas import CLASSIFICATION_TASKS
 from jobs.engine.tokenizers_train import train_tokenizer
 
 _SAFE = {"use_safetensors": True, "trust_remote_code": False, "local_files_only": True}
 
 
-def load_tokenizer(path: str | Path) -> Any:
+def load_tokenizer(path: str | Path, *, require_pad: bool = False) -> Any:
+    """The folder's tokenizer, with a pad token whenever it has an eos to borrow.
+
+    GPT-2-style tokenizers have no pad token; padded positions are masked anyway, so eos
+    stands in. ``require_pad`` refuses a tokenizer that has neither (training pads).
+    """
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(
+        tokenizer = AutoTokenizer.from_pretrained(
             str(path), trust_remote_code=False, local_files_only=True
         )
     except Exception as e:  # noqa: BLE001
@@ -37,6 +43,15 @@ def load_tokenizer(path: str | Path) -> Any:
             f"The tokenizer in {Path(path).name} does not load: {_first_line(e)}",
             code="no_tokenizer",
         ) from e
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if require_pad and tokenizer.pad_token is None:
+        raise EngineError("The tokenizer has neither a pad nor an eos token.", code="invalid_model")
+    return tokenizer
+
+
+def has_safetensors(folder: Path) -> bool:
+    return any(folder.glob("*.safetensors")) or (folder / "model.safetensors.index.json").exists()
 
 
 def _label_kwargs(
@@ -99,7 +114,6 @@ def load_for_task(
             ``no_tokenizer``, ``load_failed`` and the config errors of inspect.
     """
     folder = Path(path)
-    cls = model_class_for_task(task)
     config = load_config(folder)
     if task not in supported_tasks(config) and task != detect_task(config):
         raise EngineError(
@@ -109,21 +123,66 @@ def load_for_task(
             param="task",
         )
     tokenizer = load_tokenizer(folder)
-    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
-        tokenizer.pad_token = tokenizer.eos_token
+    model = load_model(
+        folder,
+        task,
+        config=config,
+        tokenizer=tokenizer,
+        num_labels=num_labels,
+        label_names=label_names,
+        dtype=dtype,
+    )
+    return model, tokenizer
+
+
+def load_model(
+    folder: Path,
+    task: str,
+    *,
+    config: Any,
+    tokenizer: Any,
+    num_labels: int | None = None,
+    label_names: Sequence[str] | None = None,
+    dtype: Any = None,
+    from_scratch: bool = False,
+) -> Any:
+    """The one way the engine builds a model for a task: every job kind, evaluation and
+    the playground load through here.
+
+    ``config`` is the folder's (possibly adjusted) transformers config. ``from_scratch``
+    builds fresh weights from it when the folder has none (a preset to pretrain); without
+    it a folder lacking safetensors is refused, since pickled weights can run code.
+    """
+    cls = model_class_for_task(task)
+    if config.pad_token_id is None and tokenizer.pad_token_id is not None:
+        # GPT-2 style classifiers find the last real token through pad_token_id.
+        config.pad_token_id = tokenizer.pad_token_id
+    if task == "seq2seq" and getattr(config, "decoder_start_token_id", None) is None:
+        config.decoder_start_token_id = tokenizer.pad_token_id
     kwargs: dict[str, Any] = dict(_SAFE)
-    if task == "classification":
-        kwargs.update(_label_kwargs(config, num_labels, label_names))
+    if task in CLASSIFICATION_TASKS:
+        labels = _label_kwargs(config, num_labels, label_names)
+        # On the config object: with config= given, from_pretrained hands other kwargs to
+        # the model's __init__, not to the config.
+        config.num_labels = labels["num_labels"]
+        config.id2label, config.label2id = labels["id2label"], labels["label2id"]
+        kwargs["ignore_mismatched_sizes"] = labels["ignore_mismatched_sizes"]
     if dtype is not None:
         kwargs["dtype"] = dtype
+    if not has_safetensors(folder):
+        if not from_scratch:
+            raise EngineError(
+                f"{folder.name} has no .safetensors weights; only safetensors are loaded "
+                "(pickled .bin weights can run code).",
+                code="invalid_model",
+            )
+        return cls.from_config(config, **({"dtype": dtype} if dtype is not None else {}))
     try:
-        model = cls.from_pretrained(str(folder), **kwargs)
+        return cls.from_pretrained(str(folder), config=config, **kwargs)
+    except EngineError:
+        raise
     except Exception as e:  # noqa: BLE001
         raise EngineError(f"The model does not load: {_first_line(e)}", code="load_failed") from e
-    if model.config.pad_token_id is None and tokenizer.pad_token_id is not None:
-        # GPT-2 style classifiers find the last real token through pad_token_id.
-        model.config.pad_token_id = tokenizer.pad_token_id
-    return model, tokenizer
 
 
 def _special_ids(family: str, tok: Any) -> dict[str, int | None]:

@@ -1,20 +1,45 @@
-"""Pieces every catalog service shares: the write check and the 409 exception."""
+"""Pieces every catalog service shares: the write check, versions and the upload limit.
+
+Refusals are ``llmweb.core.errors`` domain errors: the API maps them to responses in one
+place and pages show them beside the field they name.
+"""
 
 from __future__ import annotations
 
+from typing import Any, Protocol, TypeVar
+
 from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
+from django.db.models import Max
 
 from llmweb.accounts.models import Team
 from llmweb.accounts.selectors import can_write
+from llmweb.core.errors import DomainError
 
 
-class CatalogConflict(Exception):
-    """Valid request, but the record's state forbids it now (the API answers 409)."""
+class Versioned(Protocol):
+    """A team-scoped record with ``(team, name, version)`` unique and its own storage folder."""
 
-    def __init__(self, message: str, *, code: str = "conflict") -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
+    objects: Any
+
+    def delete_files(self) -> None: ...
+
+
+R = TypeVar("R", bound=Versioned)
+
+
+class UploadTooLarge(DomainError):
+    """The upload is over ``LLMWEB_MAX_UPLOAD_BYTES`` (HTTP 413)."""
+
+    http_status = 413
+
+    def __init__(self, size: int, limit: int, *, what: str = "The file", advice: str = "") -> None:
+        super().__init__(
+            f"{what} is {size / (1 << 20):,.1f} MiB; the limit is {limit / (1 << 20):,.0f} MiB "
+            f"(setting LLMWEB_MAX_UPLOAD_BYTES).{advice}",
+            code="file_too_large",
+            param="file",
+        )
 
 
 def require_write(*, user, team: Team, action: str) -> None:
@@ -23,3 +48,28 @@ def require_write(*, user, team: Team, action: str) -> None:
         raise PermissionDenied(
             f"Your role in {team.name} is read-only; ask an owner to make you a member to {action}."
         )
+
+
+def create_versioned(record_class: type[R], *, team: Team, name: str, **fields: Any) -> R:
+    """Create ``name`` at the next free version of this team (v1, v2, ...).
+
+    The insert runs in a savepoint, so a caller's open transaction survives a lost race
+    and the next version is tried. A new id owns no files; anything in its folder was
+    left by a rolled-back transaction, so it is cleared.
+    """
+    for _ in range(5):
+        try:
+            with transaction.atomic():
+                top = record_class.objects.filter(team=team, name=name).aggregate(v=Max("version"))[
+                    "v"
+                ]
+                record = record_class.objects.create(
+                    team=team, name=name, version=(top or 0) + 1, **fields
+                )
+        except IntegrityError:
+            continue  # another writer took that version a moment ago
+        record.delete_files()
+        return record
+    raise DomainError(
+        f"Could not allocate a version for {name!r}; try again.", code="busy", param="name"
+    )

@@ -25,26 +25,20 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import Max, ProtectedError
+from django.db import transaction
+from django.db.models import ProtectedError
 from django.utils import timezone
 
+from jobs.engine.jsonable import jsonable
+from jobs.engine.schemas import SCHEMAS
 from llmweb.accounts.models import Team
 from llmweb.catalog.models import Dataset, DatasetStatus, Schema
-from llmweb.catalog.services.common import CatalogConflict, require_write
+from llmweb.catalog.services.common import UploadTooLarge, create_versioned, require_write
+from llmweb.core.errors import Conflict, DomainError
+from llmweb.core.queue import enqueue_on_commit
 
 log = logging.getLogger(__name__)
 
-# Kept here (not imported from jobs.engine.data) so the web process never loads pandas;
-# a test pins it to the engine's SCHEMAS.
-CANONICAL: dict[str, tuple[str, ...]] = {
-    "classification": ("text", "label"),
-    "pair-classification": ("text_a", "text_b", "label"),
-    "causal-lm": ("text",),
-    "masked-lm": ("text",),
-    "seq2seq": ("source", "target"),
-}
 EXTENSIONS = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt", ".zip")
 ENCODINGS = {
     "": "Detect automatically",
@@ -59,19 +53,15 @@ MAX_ROW_ERRORS = 20
 _CHUNK = 1 << 20
 
 
-class DatasetUploadTooLarge(Exception):
-    """The upload is over the size limit (the API answers 413)."""
+class DatasetUploadTooLarge(UploadTooLarge):
+    """The data file is over the size limit (HTTP 413)."""
 
     def __init__(self, size: int, limit: int) -> None:
-        self.message = (
-            f"The file is {size / (1 << 20):,.1f} MiB; the limit is {limit / (1 << 20):,.0f} MiB "
-            "(setting LLMWEB_MAX_UPLOAD_BYTES). Split the file or ask an admin to raise the limit."
-        )
-        super().__init__(self.message)
+        super().__init__(size, limit, advice=" Split the file or ask an admin to raise the limit.")
 
 
-class DatasetConflict(CatalogConflict):
-    """Valid request, but the dataset's state forbids it now (the API answers 409)."""
+class DatasetConflict(Conflict):
+    """Valid request, but the dataset's state forbids it now (HTTP 409)."""
 
 
 # ---------------------------------------------------------------- input parsing
@@ -94,8 +84,10 @@ def clean_filename(name: str | None) -> str:
     ext = ext.lower()
     if f".{ext}" not in EXTENSIONS:
         shown = f".{ext}" if ext else "no extension"
-        raise ValidationError(
-            {"file": f"{name or 'The file'} has {shown}; upload one of {', '.join(EXTENSIONS)}."}
+        raise DomainError(
+            f"{name or 'The file'} has {shown}; upload one of {', '.join(EXTENSIONS)}.",
+            code="bad_extension",
+            param="file",
         )
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")[:100] or "upload"
     return f"{stem}.{ext}"
@@ -105,18 +97,18 @@ def clean_name(name: str | None, *, fallback: str = "") -> str:
     """``None`` means "not given" and takes the fallback; a blank name is an error."""
     name = (fallback if name is None else name).strip()
     if not name:
-        raise ValidationError({"name": "Give the dataset a name."})
+        raise DomainError("Give the dataset a name.", param="name")
     if len(name) > 100:
-        raise ValidationError({"name": "A dataset name has at most 100 characters."})
+        raise DomainError("A dataset name has at most 100 characters.", param="name")
     if any(ord(c) < 32 for c in name):
-        raise ValidationError({"name": "A dataset name cannot contain control characters."})
+        raise DomainError("A dataset name cannot contain control characters.", param="name")
     return name
 
 
 def clean_schema(schema: str | None) -> str:
     if schema not in Schema.values:
-        raise ValidationError(
-            {"schema": f"Unknown schema {schema!r}; choose one of {', '.join(Schema.values)}."}
+        raise DomainError(
+            f"Unknown schema {schema!r}; choose one of {', '.join(Schema.values)}.", param="schema"
         )
     return schema
 
@@ -125,11 +117,10 @@ def parse_split_ratios(value: Any) -> tuple[float, float, float]:
     """Ratios from ``"0.8,0.1,0.1"``, ``"80,10,10"``, a JSON list or a list; default 80/10/10."""
     if value in (None, "", []):
         return DEFAULT_RATIOS
-    bad = ValidationError(
-        {
-            "split_ratios": f"Split ratios must be three numbers for train, validation and test, "
-            f"like 0.8,0.1,0.1 (got {str(value)[:60]!r})."
-        }
+    bad = DomainError(
+        "Split ratios must be three numbers for train, validation and test, "
+        f"like 0.8,0.1,0.1 (got {str(value)[:60]!r}).",
+        param="split_ratios",
     )
     if isinstance(value, str):
         text = value.strip()
@@ -150,11 +141,12 @@ def parse_split_ratios(value: Any) -> tuple[float, float, float]:
         ratios = [r / 100 for r in ratios]
         total = sum(ratios)
     if abs(total - 1) > 1e-3:
-        raise ValidationError(
-            {"split_ratios": f"Split ratios must add up to 1 (or 100); these add up to {total:g}."}
+        raise DomainError(
+            f"Split ratios must add up to 1 (or 100); these add up to {total:g}.",
+            param="split_ratios",
         )
     if ratios[0] <= 0:
-        raise ValidationError({"split_ratios": "The train split needs a ratio above 0."})
+        raise DomainError("The train split needs a ratio above 0.", param="split_ratios")
     return tuple(round(r / total, 6) for r in ratios)  # type: ignore[return-value]
 
 
@@ -166,26 +158,24 @@ def parse_mapping(value: Any, schema: str) -> dict[str, str] | None:
         try:
             value = json.loads(value)
         except ValueError as e:
-            raise ValidationError(
-                {
-                    "mapping": f"The mapping is not valid JSON ({e.msg} at character {e.pos}); "
-                    'send e.g. {"text": "sms", "label": "class"}.'
-                }
+            raise DomainError(
+                f"The mapping is not valid JSON ({e.msg} at character {e.pos}); "
+                'send e.g. {"text": "sms", "label": "class"}.',
+                param="mapping",
             ) from None
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str | type(None)) for k, v in value.items()
     ):
-        raise ValidationError(
-            {"mapping": 'The mapping must be an object of column names, e.g. {"text": "sms"}.'}
+        raise DomainError(
+            'The mapping must be an object of column names, e.g. {"text": "sms"}.', param="mapping"
         )
-    wanted = CANONICAL[schema]
+    wanted = SCHEMAS[schema]
     unknown = sorted(set(value) - set(wanted))
     if unknown:
-        raise ValidationError(
-            {
-                "mapping": f"The mapping names {', '.join(unknown)}, which {schema} does not use; "
-                f"it needs {', '.join(wanted)}."
-            }
+        raise DomainError(
+            f"The mapping names {', '.join(unknown)}, which {schema} does not use; "
+            f"it needs {', '.join(wanted)}.",
+            param="mapping",
         )
     mapping = {k: v.strip() for k, v in value.items() if v and v.strip()}
     return mapping or None
@@ -196,11 +186,10 @@ def clean_encoding(encoding: str | None) -> str:
     if encoding in ("auto", "detect"):
         return ""
     if encoding and encoding not in ENCODINGS and encoding not in ("gbk", "utf-16-le", "utf-16-be"):
-        raise ValidationError(
-            {
-                "encoding": f"Unknown encoding {encoding!r}; leave it empty to detect, or use one "
-                "of utf-8, utf-8-sig, gb18030, gbk, utf-16."
-            }
+        raise DomainError(
+            f"Unknown encoding {encoding!r}; leave it empty to detect, or use one "
+            "of utf-8, utf-8-sig, gb18030, gbk, utf-16.",
+            param="encoding",
         )
     return encoding
 
@@ -255,17 +244,17 @@ def dataset_upload_create(
 
     Raises:
         PermissionDenied: a viewer.
-        ValidationError: bad name, schema, mapping, ratios, encoding, extension, empty file.
+        DomainError: bad name, schema, mapping, ratios, encoding, extension, empty file.
         DatasetUploadTooLarge: over ``LLMWEB_MAX_UPLOAD_BYTES``.
     """
     _require_write(user=user, team=team)
     if uploaded_file is None:
-        raise ValidationError({"file": "Choose a file to upload."})
+        raise DomainError("Choose a file to upload.", param="file")
     filename = clean_filename(getattr(uploaded_file, "name", ""))
     schema = clean_schema(schema)
     name = clean_name(name, fallback=filename.rsplit(".", 1)[0])
     if len(description or "") > 5000:
-        raise ValidationError({"description": "A description has at most 5,000 characters."})
+        raise DomainError("A description has at most 5,000 characters.", param="description")
     fields = {
         "schema": schema,
         "description": (description or "").strip(),
@@ -277,69 +266,47 @@ def dataset_upload_create(
         "txt_mode": txt_mode or "lines",
     }
     if fields["txt_mode"] not in TXT_MODES:
-        raise ValidationError({"txt_mode": "txt_mode must be 'lines' or 'corpus'."})
+        raise DomainError("txt_mode must be 'lines' or 'corpus'.", param="txt_mode")
     limit = int(settings.LLMWEB_MAX_UPLOAD_BYTES)
     declared = getattr(uploaded_file, "size", None)
     if declared is not None and declared > limit:
         raise DatasetUploadTooLarge(declared, limit)
     if declared == 0:
-        raise ValidationError({"file": f"{filename} is empty."})
+        raise DomainError(f"{filename} is empty.", param="file")
 
-    for _ in range(5):
-        dataset = None
+    with transaction.atomic():
+        dataset = create_versioned(
+            Dataset,
+            team=team,
+            name=name,
+            original_filename=filename,
+            created_by=user,
+            status=DatasetStatus.UPLOADED,
+            progress_message="Waiting for a worker",
+            **fields,
+        )
         try:
-            with transaction.atomic():
-                top = Dataset.objects.filter(team=team, name=name).aggregate(v=Max("version"))
-                dataset = Dataset.objects.create(
-                    team=team,
-                    name=name,
-                    version=(top["v"] or 0) + 1,
-                    original_filename=filename,
-                    created_by=user,
-                    status=DatasetStatus.UPLOADED,
-                    progress_message="Waiting for a worker",
-                    **fields,
-                )
-                # A new id owns no files; anything there was left by a rolled-back attempt.
-                dataset.delete_files()
-                size = _store(uploaded_file, dataset.upload_path, limit)
-                if size == 0:
-                    raise ValidationError({"file": f"{filename} is empty."})
-                dataset.size_bytes = size
-                dataset.save(update_fields=["size_bytes"])
-                _enqueue(dataset.pk)
-        except IntegrityError:
-            if dataset is not None:
-                dataset.delete_files()
-            continue  # another upload took that version a moment ago
+            size = _store(uploaded_file, dataset.upload_path, limit)
+            if size == 0:
+                raise DomainError(f"{filename} is empty.", param="file")
+            dataset.size_bytes = size
+            dataset.save(update_fields=["size_bytes"])
         except BaseException:
-            if dataset is not None:
-                dataset.delete_files()
+            dataset.delete_files()  # the row goes with the rolled-back transaction
             raise
-        return dataset
-    raise ValidationError({"name": f"Could not allocate a version for {name!r}; try again."})
-
-
-def _enqueue(dataset_id: int) -> None:
-    """Send the task after commit; a queue that cannot be reached fails the record at once."""
-
-    def send() -> None:
-        from llmweb.catalog.tasks.datasets import process_dataset_task
-
-        try:
-            process_dataset_task.delay(dataset_id)
-        except Exception:  # noqa: BLE001 - the broker is down; say so instead of hanging
-            log.exception("could not enqueue processing of dataset %s", dataset_id)
-            dataset_mark_failed(
-                dataset_id=dataset_id,
+        enqueue_on_commit(
+            "llmweb.catalog.tasks.datasets:process_dataset_task",
+            dataset.pk,
+            on_error=lambda exc: dataset_mark_failed(
+                dataset_id=dataset.pk,
                 error={
                     "code": "queue_unavailable",
                     "message": "The task queue could not be reached, so the file was not "
                     "processed. Upload it again in a minute.",
                 },
-            )
-
-    transaction.on_commit(send)
+            ),
+        )
+    return dataset
 
 
 # ---------------------------------------------------------------- processing outcome
@@ -364,7 +331,7 @@ def dataset_mark_ready(*, dataset_id: int, result: dict[str, Any]) -> Dataset | 
         ds.mapping = result.get("mapping")
         ds.num_rows = result.get("num_rows") or {}
         ds.label_names = result.get("label_names")
-        ds.stats = _jsonable(stats)
+        ds.stats = jsonable(stats)
         ds.warnings = list(result.get("warnings") or [])
         ds.error = None
         ds.progress = 1.0
@@ -381,12 +348,14 @@ def dataset_mark_failed(*, dataset_id: int, error: dict[str, Any]) -> Dataset | 
         ds = Dataset.objects.select_for_update().filter(pk=dataset_id).first()
         if ds is None:
             return None
+        # Files first: whoever sees "failed" (a page, a poll, a test) finds nothing left.
+        ds.delete_files()
         details = [
             {"line": d.get("line"), "column": d.get("column"), "message": d.get("message")}
             for d in (error.get("details") or [])[:MAX_ROW_ERRORS]
         ]
         ds.status = DatasetStatus.FAILED
-        ds.error = _jsonable(
+        ds.error = jsonable(
             {
                 "code": error.get("code") or "error",
                 "message": error.get("message") or "Processing failed.",
@@ -397,18 +366,7 @@ def dataset_mark_failed(*, dataset_id: int, error: dict[str, Any]) -> Dataset | 
         ds.progress_message = "Failed"
         ds.processed_at = timezone.now()
         ds.save(update_fields=["status", "error", "progress_message", "processed_at"])
-    ds.delete_files()
     return ds
-
-
-def _jsonable(value: Any) -> Any:
-    def default(o: Any) -> Any:
-        try:
-            return float(o)
-        except (TypeError, ValueError):
-            return str(o)
-
-    return json.loads(json.dumps(value, default=default))
 
 
 # ---------------------------------------------------------------- delete

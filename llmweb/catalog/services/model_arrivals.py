@@ -7,19 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 
 from jobs.engine.base import EngineError
 from jobs.engine.presets import get_preset
 from llmweb.accounts.models import Team
 from llmweb.catalog.models import Dataset, DatasetStatus, ModelSource, ModelStatus, RegisteredModel
-from llmweb.catalog.services.model_common import (
-    MAX_VOCAB,
-    clean_name,
-    create_versioned,
-    enqueue,
-    require_write,
-)
+from llmweb.catalog.services.common import UploadTooLarge, create_versioned
+from llmweb.catalog.services.model_common import MAX_VOCAB, clean_name, enqueue, require_write
+from llmweb.core.errors import DomainError
 
 UPLOAD_SUFFIXES = (".zip", ".tar.gz", ".tgz")
 _CHUNK = 1 << 20
@@ -48,43 +43,41 @@ def model_create_preset(
     try:
         preset = get_preset(family, size)
     except EngineError as e:
-        raise ValidationError({"preset": e.message}) from None
+        raise DomainError(e.message, param="preset") from None
     if (tokenizer_dataset is None) == (tokenizer_model is None):
-        raise ValidationError(
-            {
-                "tokenizer": "Choose where the tokenizer comes from: a dataset to train it on, "
-                "or a model to copy it from (one of the two)."
-            }
+        raise DomainError(
+            "Choose where the tokenizer comes from: a dataset to train it on, "
+            "or a model to copy it from (one of the two).",
+            param="tokenizer",
         )
     preset_info: dict[str, Any] = {"family": family, "size": size}
     if tokenizer_dataset is not None:
         if tokenizer_dataset.team_id != team.pk:
-            raise ValidationError({"tokenizer_dataset": "That dataset is not in this team."})
+            raise DomainError("That dataset is not in this team.", param="tokenizer_dataset")
         if tokenizer_dataset.status != DatasetStatus.READY:
-            raise ValidationError(
-                {
-                    "tokenizer_dataset": f"{tokenizer_dataset} is {tokenizer_dataset.status}; "
-                    "a tokenizer can only be trained on a ready dataset."
-                }
+            raise DomainError(
+                f"{tokenizer_dataset} is {tokenizer_dataset.status}; "
+                "a tokenizer can only be trained on a ready dataset.",
+                param="tokenizer_dataset",
             )
         vocab = int(vocab_size or preset.default_vocab_size)
         low = 300 if preset.tokenizer_kind == "bpe" else 100
         if not low <= vocab <= MAX_VOCAB:
-            raise ValidationError(
-                {
-                    "vocab_size": f"A {preset.tokenizer_kind} vocabulary must have between "
-                    f"{low} and {MAX_VOCAB:,} tokens."
-                }
+            raise DomainError(
+                f"A {preset.tokenizer_kind} vocabulary must have between "
+                f"{low} and {MAX_VOCAB:,} tokens.",
+                param="vocab_size",
             )
         preset_info |= {"vocab_size": vocab, "tokenizer_dataset": tokenizer_dataset.pk}
     else:
         assert tokenizer_model is not None
         if tokenizer_model.team_id != team.pk:
-            raise ValidationError({"tokenizer_model": "That model is not in this team."})
+            raise DomainError("That model is not in this team.", param="tokenizer_model")
         if tokenizer_model.status != ModelStatus.READY:
-            raise ValidationError({"tokenizer_model": f"{tokenizer_model} is not ready."})
+            raise DomainError(f"{tokenizer_model} is not ready.", param="tokenizer_model")
         preset_info |= {"tokenizer_model": tokenizer_model.pk}
     model = create_versioned(
+        RegisteredModel,
         team=team,
         name=clean_name(name, fallback=f"{family}-{size}"),
         source=ModelSource.PRESET,
@@ -106,17 +99,8 @@ def _upload_suffix(filename: str) -> str:
     for suffix in UPLOAD_SUFFIXES:
         if lower.endswith(suffix):
             return suffix
-    raise ValidationError(
-        {"file": f"{filename} is not a .zip, .tar.gz or .tgz archive of a model folder."}
-    )
-
-
-def _limit_error(size: int, limit: int) -> ValidationError:
-    return ValidationError(
-        {
-            "file": f"The archive is {size / (1 << 20):,.1f} MiB; the limit is "
-            f"{limit / (1 << 20):,.0f} MiB (setting LLMWEB_MAX_UPLOAD_BYTES)."
-        }
+    raise DomainError(
+        f"{filename} is not a .zip, .tar.gz or .tgz archive of a model folder.", param="file"
     )
 
 
@@ -133,8 +117,9 @@ def model_upload_create(*, user, team: Team, name: str | None, uploaded_file) ->
     limit = int(settings.LLMWEB_MAX_UPLOAD_BYTES)
     declared = getattr(uploaded_file, "size", None)
     if declared is not None and declared > limit:
-        raise _limit_error(declared, limit)
+        raise UploadTooLarge(declared, limit, what="The archive")
     model = create_versioned(
+        RegisteredModel,
         team=team,
         name=clean_name(name, fallback=filename[: -len(suffix)]),
         source=ModelSource.UPLOAD,
@@ -150,10 +135,10 @@ def model_upload_create(*, user, team: Team, name: str | None, uploaded_file) ->
             for chunk in uploaded_file.chunks(_CHUNK):
                 written += len(chunk)
                 if written > limit:
-                    raise _limit_error(written, limit)
+                    raise UploadTooLarge(written, limit, what="The archive")
                 out.write(chunk)
         if written == 0:
-            raise ValidationError({"file": f"{filename} is empty."})
+            raise DomainError(f"{filename} is empty.", param="file")
     except BaseException:
         model.delete_files()
         model.delete()
@@ -179,21 +164,19 @@ def model_register_hub(*, user, team: Team, name: str | None, hub_id: str) -> Re
     """
     require_write(user=user, team=team)
     if not settings.LLMWEB_ALLOW_HUB:
-        raise ValidationError(
-            {
-                "hub_id": "Models from the Hugging Face hub are turned off on this server "
-                "(setting LLMWEB_ALLOW_HUB). Upload the model folder as a .zip instead."
-            }
+        raise DomainError(
+            "Models from the Hugging Face hub are turned off on this server "
+            "(setting LLMWEB_ALLOW_HUB). Upload the model folder as a .zip instead.",
+            param="hub_id",
         )
     hub_id = (hub_id or "").strip()
     if not _HUB_ID.fullmatch(hub_id) or ".." in hub_id:
-        raise ValidationError(
-            {
-                "hub_id": f"{hub_id!r} is not a hub model id (e.g. distilbert-base-uncased "
-                "or owner/name)."
-            }
+        raise DomainError(
+            f"{hub_id!r} is not a hub model id (e.g. distilbert-base-uncased or owner/name).",
+            param="hub_id",
         )
     model = create_versioned(
+        RegisteredModel,
         team=team,
         name=clean_name(name, fallback=hub_id.rsplit("/", 1)[-1]),
         source=ModelSource.HUB,

@@ -1,21 +1,17 @@
-"""Shared pieces of the model services: permissions, versions, state changes, enqueueing."""
+"""Shared pieces of the model services: permissions, names, state changes, enqueueing."""
 
 from __future__ import annotations
 
-import json
-import logging
 from typing import Any
 
-from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db import transaction
 
+from jobs.engine.jsonable import jsonable
 from llmweb.accounts.models import Team
 from llmweb.catalog.models import ModelSource, ModelStatus, ModelTask, RegisteredModel
-from llmweb.catalog.services.common import CatalogConflict
 from llmweb.catalog.services.common import require_write as common_require_write
-
-log = logging.getLogger(__name__)
+from llmweb.core.errors import Conflict, DomainError
+from llmweb.core.queue import enqueue_on_commit
 
 # Job statuses during which the base model's files are (or soon will be) read.
 ACTIVE_JOB_STATUSES = ("validating", "queued", "running")
@@ -23,8 +19,8 @@ MAX_CARD_CHARS = 100_000
 MAX_VOCAB = 256_000
 
 
-class ModelConflict(CatalogConflict):
-    """The request is valid but the model's state forbids it now (the API answers 409)."""
+class ModelConflict(Conflict):
+    """The request is valid but the model's state forbids it now (HTTP 409)."""
 
 
 def require_write(*, user, team: Team) -> None:
@@ -34,31 +30,12 @@ def require_write(*, user, team: Team) -> None:
 def clean_name(name: str | None, *, fallback: str = "") -> str:
     name = (name or "").strip() or fallback.strip()
     if not name:
-        raise ValidationError({"name": "Give the model a name."})
+        raise DomainError("Give the model a name.", param="name")
     if len(name) > 90:
-        raise ValidationError({"name": "A model name has at most 90 characters."})
+        raise DomainError("A model name has at most 90 characters.", param="name")
     if any(ord(c) < 32 for c in name):
-        raise ValidationError({"name": "A model name cannot contain control characters."})
+        raise DomainError("A model name cannot contain control characters.", param="name")
     return name
-
-
-def create_versioned(*, team: Team, name: str, **fields: Any) -> RegisteredModel:
-    """Create ``name`` at the next free version of this team (v1, v2, ...)."""
-    for _ in range(5):
-        try:
-            with transaction.atomic():
-                top = RegisteredModel.objects.filter(team=team, name=name).aggregate(
-                    v=Max("version")
-                )["v"]
-                model = RegisteredModel.objects.create(
-                    team=team, name=name, version=(top or 0) + 1, **fields
-                )
-        except IntegrityError:
-            continue  # another writer took that version a moment ago
-        # A new id owns no files; anything there was left by a rolled-back transaction.
-        model.delete_files()
-        return model
-    raise ValidationError({"name": f"Could not allocate a version for {name!r}; try again."})
 
 
 def fields_from_info(info: dict[str, Any]) -> dict[str, Any]:
@@ -83,37 +60,21 @@ def fields_from_info(info: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def jsonable(value: Any) -> Any:
-    # numpy scalars and the like become floats or strings instead of failing the save.
-    def default(o: Any) -> Any:
-        try:
-            return float(o)
-        except (TypeError, ValueError):
-            return str(o)
-
-    return json.loads(json.dumps(value, default=default))
-
-
 def enqueue(task_name: str, model_id: int) -> None:
-    """Send the task after commit; a queue that cannot be reached fails the record at once."""
-
-    def send() -> None:
-        from llmweb.catalog import tasks
-
-        try:
-            getattr(tasks, task_name).delay(model_id)
-        except Exception:  # noqa: BLE001 - the broker is down; say so instead of hanging
-            log.exception("could not enqueue %s for model %s", task_name, model_id)
-            model_mark_failed(
-                model_id=model_id,
-                error={
-                    "code": "queue_unavailable",
-                    "message": "The task queue could not be reached, so the model was not "
-                    "processed. Try again in a minute.",
-                },
-            )
-
-    transaction.on_commit(send)
+    """Send ``llmweb.catalog.tasks.models:<task_name>`` after commit; a queue that cannot
+    be reached fails the record at once."""
+    enqueue_on_commit(
+        f"llmweb.catalog.tasks.models:{task_name}",
+        model_id,
+        on_error=lambda exc: model_mark_failed(
+            model_id=model_id,
+            error={
+                "code": "queue_unavailable",
+                "message": "The task queue could not be reached, so the model was not "
+                "processed. Try again in a minute.",
+            },
+        ),
+    )
 
 
 # ---------------------------------------------------------------- state changes (tasks)

@@ -18,11 +18,11 @@ from typing import Any
 from jobs.engine.models.info import (
     BUNDLED_MODELS,
     ModelInfo,
-    _weights_summary,
     bundled_model_path,
     folder_size,
     read_config_json,
     weight_files,
+    weights_summary,
 )
 from jobs.engine.presets import get_preset
 
@@ -70,7 +70,7 @@ def bundled_model_info(name: str = "all-MiniLM-L6-v2") -> ModelInfo:
     bundled = BUNDLED_MODELS[name]
     folder = bundled_model_path(name)
     raw = read_config_json(folder)
-    stored, dtype = _weights_summary(weight_files(folder))
+    stored, dtype = weights_summary(weight_files(folder))
     tok = _tokenizer_facts(folder)
     positions = raw.get("max_position_embeddings") or raw.get("n_positions")
     max_len, note = positions, None

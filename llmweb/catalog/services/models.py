@@ -21,14 +21,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import ProtectedError
 
+from jobs.engine.jsonable import jsonable
 from jobs.engine.models.card import model_card_markdown
 from jobs.engine.models.info import BUNDLED_MODELS, ModelInfo
+from jobs.models import Job, JobModel
 from llmweb.accounts.models import Team
 from llmweb.catalog.models import ModelSource, ModelStatus, RegisteredModel
+from llmweb.catalog.services.common import create_versioned
 from llmweb.catalog.services.model_arrivals import (
     UPLOAD_SUFFIXES,
     model_create_preset,
@@ -41,14 +43,13 @@ from llmweb.catalog.services.model_common import (
     MAX_CARD_CHARS,
     MAX_VOCAB,
     ModelConflict,
-    create_versioned,
     fields_from_info,
-    jsonable,
     model_mark_failed,
     model_mark_ready,
     require_write,
 )
 from llmweb.catalog.services.model_facts import bundled_model_info
+from llmweb.core.errors import DomainError
 
 __all__ = [
     "ACTIVE_JOB_STATUSES",
@@ -107,6 +108,7 @@ def model_register_bundled(*, team: Team, name: str = BUNDLED_NAME) -> Registere
             return existing
         info: ModelInfo = bundled_model_info(name)
         return create_versioned(
+            RegisteredModel,
             team=team,
             name=name,
             source=ModelSource.BUNDLED,
@@ -124,7 +126,7 @@ def model_update_card(*, user, model: RegisteredModel, card: str) -> RegisteredM
     require_write(user=user, team=model.team)
     card = card or ""
     if len(card) > MAX_CARD_CHARS:
-        raise ValidationError({"card": f"A model card has at most {MAX_CARD_CHARS:,} characters."})
+        raise DomainError(f"A model card has at most {MAX_CARD_CHARS:,} characters.", param="card")
     model.card = card
     model.save(update_fields=["card"])
     return model
@@ -137,8 +139,6 @@ def model_delete(*, user, model: RegisteredModel) -> None:
         ModelConflict: the bundled model, or a job that is validating, queued or
             running uses it as its base, or a finished job's record refers to it.
     """
-    from jobs.models import Job
-
     require_write(user=user, team=model.team)
     if model.source == ModelSource.BUNDLED:
         raise ModelConflict(
@@ -149,7 +149,8 @@ def model_delete(*, user, model: RegisteredModel) -> None:
     with transaction.atomic():
         RegisteredModel.objects.select_for_update().filter(pk=model.pk).first()
         active = list(
-            Job.objects.filter(base_model=model, status__in=ACTIVE_JOB_STATUSES)
+            Job.objects.filter(job_models__model=model, status__in=ACTIVE_JOB_STATUSES)
+            .distinct()
             .order_by("pk")
             .values_list("pk", "status")
         )
@@ -163,7 +164,10 @@ def model_delete(*, user, model: RegisteredModel) -> None:
         try:
             model.delete()
         except ProtectedError as e:
-            ids = sorted(o.pk for o in e.protected_objects)[:10]
+            # A job holds its models through JobModel links; name the jobs, not the links.
+            ids = sorted(
+                {o.job_id if isinstance(o, JobModel) else o.pk for o in e.protected_objects}
+            )[:10]
             raise ModelConflict(
                 "Finished jobs " + ", ".join(f"#{i}" for i in ids) + " were started from this "
                 "model and keep it in their history; delete those jobs first.",
@@ -200,6 +204,7 @@ def model_register_from_job(
     base = job.base_model
     dataset = job.dataset
     model = create_versioned(
+        RegisteredModel,
         team=job.team,
         name=f"{base.name}-{job.type}"[:100],
         source=ModelSource.JOB,

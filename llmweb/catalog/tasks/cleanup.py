@@ -10,6 +10,9 @@ from pathlib import Path
 from celery import shared_task
 from django.conf import settings
 
+from jobs.models import Job
+from llmweb.catalog.models import Dataset, RegisteredModel
+
 log = logging.getLogger(__name__)
 
 __all__ = ["clean_orphans_task"]
@@ -18,9 +21,6 @@ __all__ = ["clean_orphans_task"]
 @shared_task(name="llmweb.catalog.tasks.clean_orphans")
 def clean_orphans_task(max_age_seconds: int = 3600) -> list[str]:
     """Remove storage folders that no record owns, and stale dot-prefixed staging folders."""
-    from jobs.models import Job
-    from llmweb.catalog.models import Dataset, RegisteredModel
-
     root = Path(settings.STORAGE_DIR) / "teams"
     removed: list[str] = []
     if not root.exists():

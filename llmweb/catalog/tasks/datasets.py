@@ -15,8 +15,10 @@ from typing import Any
 
 from celery import shared_task
 
+from jobs.engine.schemas import SCHEMAS
 from llmweb.catalog.models import Dataset, DatasetStatus
 from llmweb.catalog.services import datasets as services
+from llmweb.core.running import run_guarded
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +114,7 @@ def _complete_mapping(dataset: Dataset, work_dir) -> dict[str, str] | None:
     from jobs.engine.data import inspect_file, suggest_mapping
 
     mapping = dict(dataset.mapping or {})
-    wanted = services.CANONICAL[dataset.schema]
+    wanted = SCHEMAS[dataset.schema]
     if not mapping or all(mapping.get(c) for c in wanted):
         return mapping or None
     info = inspect_file(
@@ -136,7 +138,7 @@ def add_token_lengths(processed_dir, stats: dict[str, Any]) -> None:
     import pyarrow as pa
     from tokenizers import Tokenizer
 
-    from jobs.engine.data.stats import _summary, text_columns
+    from jobs.engine.data.stats import length_summary, text_columns
     from jobs.engine.models.info import bundled_model_path
 
     try:
@@ -164,7 +166,7 @@ def add_token_lengths(processed_dir, stats: dict[str, Any]) -> None:
                         texts[c] += [v or "" for v in batch.column(c).take(picks).to_pylist()]
                     seen += batch.num_rows
         entry["tokens"] = {
-            c: _summary(
+            c: length_summary(
                 np.asarray(
                     [len(e.ids) for e in tokenizer.encode_batch(v[:TOKEN_SAMPLE])], dtype=np.int64
                 )
@@ -189,7 +191,6 @@ def _claim(dataset_id: int, redelivered: bool) -> Dataset | None:
 @shared_task(bind=True, name="llmweb.catalog.tasks.process_dataset", queue="default")
 def process_dataset_task(self, dataset_id: int) -> str:
     """Parse, validate, split and describe an uploaded dataset; see the module docstring."""
-    from jobs.engine.base import Cancelled, EngineError
     from jobs.engine.data import ProcessConfig, process_dataset
 
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
@@ -197,7 +198,8 @@ def process_dataset_task(self, dataset_id: int) -> str:
     if dataset is None:
         return "skipped"
     reporter = RowReporter(dataset.pk, expected_rows=_expected_rows(dataset))
-    try:
+
+    def work() -> dict:
         config = ProcessConfig(
             source=dataset.upload_path,
             out_dir=dataset.processed_dir,
@@ -214,25 +216,19 @@ def process_dataset_task(self, dataset_id: int) -> str:
         result = process_dataset(config, reporter).as_dict()
         reporter.write(PHASE_START["tokens"], "Counting tokens")
         add_token_lengths(dataset.processed_dir, result["stats"])
-    except Cancelled:
+        return result
+
+    def cancelled() -> None:
         log.info("dataset %s was deleted while processing; stopped", dataset_id)
         dataset.delete_files()
-        return "cancelled"
-    except EngineError as exc:
-        log.info("dataset %s refused: %s", dataset_id, exc.message)
-        services.dataset_mark_failed(dataset_id=dataset_id, error=exc.as_dict())
-        return "failed"
-    except Exception as exc:  # noqa: BLE001 - our bug; keep the traceback in the log
-        log.exception("dataset %s crashed", dataset_id)
-        services.dataset_mark_failed(
-            dataset_id=dataset_id,
-            error={
-                "code": "internal_error",
-                "message": f"Processing stopped on an internal error ({exc.__class__.__name__}); "
-                "an admin can find the traceback in the worker log.",
-            },
-        )
-        return "failed"
+
+    def failed(error: dict, traceback: str) -> None:
+        services.dataset_mark_failed(dataset_id=dataset_id, error=error)
+
+    ran = run_guarded(work, what="Processing", on_failed=failed, on_cancelled=cancelled)
+    if ran.state != "succeeded":
+        return ran.state
+    result = ran.value
     if services.dataset_mark_ready(dataset_id=dataset_id, result=result) is None:
         dataset.delete_files()  # deleted while we worked
         return "gone"

@@ -16,14 +16,15 @@ from typing import Any
 from celery import shared_task
 from django.conf import settings
 
+from jobs.engine.base import EngineError
+from jobs.engine.schemas import TEXT_COLUMNS
 from llmweb.catalog.models import Dataset, ModelStatus, RegisteredModel
 from llmweb.catalog.services import models as services
+from llmweb.core.running import run_guarded
 
 log = logging.getLogger(__name__)
 
 __all__ = ["model_build_preset_task", "model_download_hub_task", "model_validate_upload_task"]
-
-TEXT_COLUMNS = ("text", "source", "target", "text_a", "text_b")
 
 
 def _pending(model_id: int) -> RegisteredModel | None:
@@ -42,28 +43,17 @@ def _readme(folder: Path) -> str | None:
 
 def _run(model: RegisteredModel, work: Callable[[], tuple[Any, str | None]]) -> str:
     """Run ``work`` -> (ModelInfo, card) and record the outcome; files go on failure."""
-    from jobs.engine.base import EngineError
-
     folder = model.storage_dir
-    try:
-        info, card = work()
-    except EngineError as exc:
-        log.info("model %s refused: %s", model.pk, exc.message)
-        services.model_mark_failed(model_id=model.pk, error=exc.as_dict())
+
+    def failed(error: dict[str, Any], traceback: str) -> None:
+        # Files first: once the record says "failed", nothing of the upload is left.
         shutil.rmtree(folder, ignore_errors=True)
-        return "failed"
-    except Exception as exc:  # noqa: BLE001 - our bug; keep the traceback in the log
-        log.exception("model %s crashed", model.pk)
-        services.model_mark_failed(
-            model_id=model.pk,
-            error={
-                "code": "internal_error",
-                "message": f"Processing stopped on an internal error ({exc.__class__.__name__}); "
-                "an admin can find the traceback in the worker log.",
-            },
-        )
-        shutil.rmtree(folder, ignore_errors=True)
-        return "failed"
+        services.model_mark_failed(model_id=model.pk, error=error)
+
+    ran = run_guarded(work, what="Processing", on_failed=failed)
+    if ran.state != "succeeded":
+        return ran.state
+    info, card = ran.value
     if services.model_mark_ready(model_id=model.pk, info=info.as_dict(), card=card) is None:
         shutil.rmtree(folder, ignore_errors=True)  # deleted while we worked
         return "gone"
@@ -73,7 +63,6 @@ def _run(model: RegisteredModel, work: Callable[[], tuple[Any, str | None]]) -> 
 @shared_task(name="llmweb.catalog.tasks.validate_model_upload")
 def model_validate_upload_task(model_id: int) -> str:
     """Unpack the stored archive into ``artifact/``, prove the model loads, describe it."""
-    from jobs.engine.base import EngineError
     from jobs.engine.models import model_card_markdown, unpack_and_validate_upload
 
     model = _pending(model_id)
@@ -100,8 +89,6 @@ def dataset_texts(dataset: Dataset) -> Iterator[str]:
     """Every text of the processed train split, streamed in batches from Arrow."""
     from datasets import load_from_disk
 
-    from jobs.engine.base import EngineError
-
     try:
         split = load_from_disk(str(dataset.processed_dir))["train"]
     except (FileNotFoundError, KeyError) as e:
@@ -109,7 +96,7 @@ def dataset_texts(dataset: Dataset) -> Iterator[str]:
             f"{dataset} has no processed train split to train a tokenizer on.",
             code="no_dataset",
         ) from e
-    columns = [c for c in TEXT_COLUMNS if c in split.column_names]
+    columns = [c for c in TEXT_COLUMNS.get(dataset.schema, ()) if c in split.column_names]
     if not columns:
         raise EngineError(f"{dataset} has no text column.", code="no_text")
     for batch in split.select_columns(columns).iter(batch_size=1000):
@@ -122,7 +109,6 @@ def dataset_texts(dataset: Dataset) -> Iterator[str]:
 @shared_task(name="llmweb.catalog.tasks.build_preset_model")
 def model_build_preset_task(model_id: int) -> str:
     """Train the tokenizer (or copy one) and write the randomly initialised preset."""
-    from jobs.engine.base import EngineError
     from jobs.engine.models import create_preset_model
 
     model = _pending(model_id)

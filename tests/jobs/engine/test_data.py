@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from jobs.engine.data import (
     stats_warnings,
     suggest_mapping,
 )
-from tests.support import ROOT, shared_data
+from tests.support import shared_data
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SMS = shared_data("SMSSpamCollection.tsv")
@@ -563,21 +561,6 @@ def test_stats_with_a_tokenizer_and_their_warnings(tmp_path):
     assert "2 texts are empty or near-empty" in warnings
     assert "Class imbalance 3.7:1 (a vs b)" in warnings
     assert "6 exact duplicate rows" in warnings
-
-
-def test_engine_imports_no_django():
-    code = (
-        "import sys, jobs.engine.data, jobs.engine.archive; "
-        "print(any(m.startswith('django') for m in sys.modules))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-    )
-    assert out.stdout.strip() == "False"
 
 
 def _processed_rows(out):

@@ -137,7 +137,7 @@ def test_group_by_length_switches_the_length_bucket_sampler(
             used.append(self.batch_size)
             return super().__iter__()
 
-    monkeypatch.setattr("jobs.engine._training.LengthBucketSampler", Spy)
+    monkeypatch.setattr("jobs.engine.training_steps.LengthBucketSampler", Spy)
     config = make_config(
         tmp_path,
         tiny_bert(tmp_path, tokenizer_dir),

@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from llmweb.accounts import selectors, services
 from llmweb.accounts.models import ApiToken, Membership
-from llmweb.api import serializers as s
+from llmweb.api.accounts import serializers as s
 
 
 class MeApi(APIView):
@@ -42,12 +42,9 @@ class TeamViewSet(
         )
 
     def perform_update(self, serializer):
-        team = serializer.instance
-        if not selectors.is_owner(user=self.request.user, team=team):
-            from rest_framework.exceptions import PermissionDenied
-
-            raise PermissionDenied("Only an owner can rename the team.")
-        serializer.save()
+        serializer.instance = services.team_rename(
+            by=self.request.user, team=serializer.instance, name=serializer.validated_data["name"]
+        )
 
     def _membership(self, team, user_id) -> Membership:
         m = selectors.member_list(team=team).filter(user_id=user_id).first()

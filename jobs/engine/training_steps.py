@@ -1,4 +1,8 @@
-"""The steps of :func:`jobs.engine.finetune.run_training`, one function per recipe step."""
+"""The steps of :func:`jobs.engine.finetune.run_training`, one function per recipe step.
+
+Reusable by other recipes (distillation trains through the same Trainer set-up); models
+load through :mod:`jobs.engine.models.loading`, the engine's one loader.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,6 @@ from typing import Any
 import torch
 from transformers import (
     AutoConfig,
-    AutoModelForCausalLM,
-    AutoModelForMaskedLM,
-    AutoModelForSeq2SeqLM,
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
     EarlyStoppingCallback,
     PrinterCallback,
     Trainer,
@@ -25,16 +24,10 @@ from jobs.engine.base import EngineError, Reporter
 from jobs.engine.callbacks import ReporterCallback, TimedCheckpointCallback
 from jobs.engine.collate import LengthBucketSampler, make_collator
 from jobs.engine.metrics import classification_metrics
+from jobs.engine.models import loading
 from jobs.engine.train_config import CLASSIFICATION_TASKS, TrainConfig
 
 CLASSIFICATION = CLASSIFICATION_TASKS
-AUTO_MODELS = {
-    "classification": AutoModelForSequenceClassification,
-    "pair-classification": AutoModelForSequenceClassification,
-    "causal-lm": AutoModelForCausalLM,
-    "masked-lm": AutoModelForMaskedLM,
-    "seq2seq": AutoModelForSeq2SeqLM,
-}
 # LoRA targets per model_type: the attention projections LoRA's paper adapts (query and
 # value).  Anything else falls back to peft's own table, then to the user's choice.
 LORA_TARGETS = {
@@ -134,63 +127,21 @@ def load_hf_config(config: TrainConfig) -> Any:
 
 
 def load_tokenizer(config: TrainConfig) -> Any:
-    tokenizer = AutoTokenizer.from_pretrained(str(config.model_dir), **SAFE_LOAD)
-    if tokenizer.pad_token is None:
-        # GPT-2-style tokenizers have no pad token; padded positions are masked anyway.
-        if tokenizer.eos_token is None:
-            raise EngineError(
-                "The tokenizer has neither a pad nor an eos token.", code="invalid_model"
-            )
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
-def _has_safetensors(model_dir: Path) -> bool:
-    return (
-        any(model_dir.glob("*.safetensors"))
-        or (model_dir / "model.safetensors.index.json").exists()
-    )
+    return loading.load_tokenizer(config.model_dir, require_pad=True)
 
 
 def load_model(config: TrainConfig, hf_config: Any, tokenizer: Any, labels: list[str] | None):
-    auto = AUTO_MODELS[config.task]
-    if config.task in CLASSIFICATION:
-        assert labels is not None
-        hf_config.num_labels = len(labels)
-        hf_config.id2label = dict(enumerate(labels))
-        hf_config.label2id = {name: i for i, name in enumerate(labels)}
-    if hf_config.pad_token_id is None:
-        hf_config.pad_token_id = tokenizer.pad_token_id
-    if config.task == "seq2seq" and getattr(hf_config, "decoder_start_token_id", None) is None:
-        hf_config.decoder_start_token_id = tokenizer.pad_token_id
-    try:
-        if not _has_safetensors(config.model_dir):
-            if config.job_type != "pretrain":
-                raise EngineError(
-                    f"{config.model_dir.name} has no .safetensors weights; only safetensors "
-                    "are loaded (pickled .bin weights can run code).",
-                    code="invalid_model",
-                )
-            # Pretraining from scratch: a preset folder holds config + tokenizer only.
-            return auto.from_config(hf_config, dtype=torch.float32)
-        return auto.from_pretrained(
-            str(config.model_dir),
-            config=hf_config,
-            use_safetensors=True,
-            # 5.x loads in the checkpoint's dtype by default; AMP needs fp32 master weights.
-            dtype=torch.float32,
-            # A base model that already has a head of another size gets a fresh one.
-            ignore_mismatched_sizes=config.task in CLASSIFICATION,
-            **SAFE_LOAD,
-        )
-    except ValueError as exc:
-        if isinstance(exc, EngineError):
-            raise
-        raise EngineError(
-            f"A {hf_config.model_type} model cannot be trained for {config.task}: {exc}",
-            code="invalid_param",
-            param="task",
-        ) from exc
+    """Weights in fp32 (AMP needs fp32 master weights; 5.x loads the checkpoint's dtype by
+    default); a pretrain job may start from a preset folder that holds no weights yet."""
+    return loading.load_model(
+        config.model_dir,
+        config.task,
+        config=hf_config,
+        tokenizer=tokenizer,
+        label_names=labels,
+        dtype=torch.float32,
+        from_scratch=config.job_type == "pretrain",
+    )
 
 
 def apply_lora(config: TrainConfig, model: Any, model_type: str) -> Any:

@@ -7,7 +7,6 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from django.core.exceptions import ValidationError
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
@@ -18,10 +17,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs.engine.presets import list_presets
-from llmweb.accounts.models import Team
-from llmweb.accounts.selectors import team_get_for_user, team_list_for_user
-from llmweb.api import model_serializers as ms
+from llmweb.accounts.selectors import team_get_for_user
+from llmweb.api.common import request_team
 from llmweb.api.errors import error_response
+from llmweb.api.models import serializers as ms
 from llmweb.catalog import selectors
 from llmweb.catalog.model_selectors import model_lineage, model_list_filtered
 from llmweb.catalog.models import ModelStatus, RegisteredModel
@@ -29,17 +28,6 @@ from llmweb.catalog.services import models as services
 from llmweb.catalog.services.model_facts import preset_param_count_exact
 
 _CHUNK = 1 << 20
-
-
-def request_team(request, team_id) -> Team:
-    """The team a write is for: the given id (404 if not yours), else your only/first team."""
-    if team_id not in (None, ""):
-        return team_get_for_user(user=request.user, team_id=team_id)
-    team = getattr(request._request, "team", None)  # the page's active team (session)
-    team = team or team_list_for_user(user=request.user).order_by("id").first()
-    if team is None:
-        raise ValidationError({"team": "You are in no team; create one first."})
-    return team
 
 
 class _Sink:
@@ -217,10 +205,7 @@ class ModelViewSet(viewsets.GenericViewSet):
     @extend_schema(responses={204: None, 409: OpenApiTypes.OBJECT})
     def destroy(self, request, pk=None):
         model = self.get_object()
-        try:
-            services.model_delete(user=request.user, model=model)
-        except services.ModelConflict as exc:
-            return error_response(exc.message, code=exc.code, http_status=status.HTTP_409_CONFLICT)
+        services.model_delete(user=request.user, model=model)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(

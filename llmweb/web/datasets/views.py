@@ -5,16 +5,18 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from jobs.engine.schemas import SCHEMAS
 from llmweb.accounts.selectors import can_write
 from llmweb.catalog import selectors
 from llmweb.catalog.models import DatasetStatus, Schema
 from llmweb.catalog.services import datasets as services
-from llmweb.web import dataset_forms as forms
-from llmweb.web.common import form_errors, team_or_404
+from llmweb.core.errors import DomainError
+from llmweb.web.common import form_error, team_or_404
+from llmweb.web.datasets import forms
 
 SPLITS = ("train", "validation", "test")
 
@@ -67,10 +69,8 @@ def dataset_new(request):
                 encoding=d.get("encoding") or "",
                 txt_mode=d.get("txt_mode") or "lines",
             )
-        except ValidationError as exc:
-            form_errors(form, exc)
-        except services.DatasetUploadTooLarge as exc:
-            form.add_error("file", exc.message)
+        except DomainError as exc:
+            form_error(form, exc)
         else:
             messages.success(request, f"Uploaded {dataset}; a worker is processing it.")
             return redirect("dataset-page", dataset_id=dataset.pk)
@@ -82,7 +82,7 @@ def dataset_new(request):
             "team": team,
             "limit_bytes": settings.LLMWEB_MAX_UPLOAD_BYTES,
             "limit_mb": settings.LLMWEB_MAX_UPLOAD_BYTES // (1 << 20),
-            "canonical": services.CANONICAL,
+            "canonical": SCHEMAS,
         },
         status=400 if form.errors else 200,
     )
@@ -145,7 +145,7 @@ def dataset_delete(request, dataset_id: int):
     dataset = selectors.dataset_get_for_user(user=request.user, dataset_id=dataset_id)
     try:
         services.dataset_delete(user=request.user, dataset=dataset)
-    except services.DatasetConflict as exc:
+    except DomainError as exc:
         messages.error(request, exc.message)
         return redirect("dataset-page", dataset_id=dataset.pk)
     messages.success(request, f"{dataset} was deleted.")

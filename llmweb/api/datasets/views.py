@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.http import FileResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -19,9 +18,9 @@ from rest_framework.exceptions import ParseError, UnsupportedMediaType
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from llmweb.accounts.models import Team
-from llmweb.accounts.selectors import team_get_for_user, team_list_for_user
-from llmweb.api import dataset_serializers as ds_s
+from llmweb.accounts.selectors import team_get_for_user
+from llmweb.api.common import request_team
+from llmweb.api.datasets import serializers as ds_s
 from llmweb.api.errors import error_response
 from llmweb.catalog import dataset_files, selectors
 from llmweb.catalog.models import Dataset, DatasetStatus, Schema
@@ -30,26 +29,6 @@ from llmweb.catalog.services import datasets as services
 # Multipart framing around the file; a body longer than the limit plus this is refused unread.
 MULTIPART_SLACK = 1 << 20
 INSPECT_HEAD = 1 << 20
-
-
-def request_team(request, team_id) -> Team:
-    """The team a write is for: the given id (404 if not yours), else the active/first team."""
-    if team_id not in (None, ""):
-        return team_get_for_user(user=request.user, team_id=team_id)
-    team = getattr(request._request, "team", None)
-    team = team or team_list_for_user(user=request.user).order_by("id").first()
-    if team is None:
-        raise ValidationError({"team": "You are in no team; create one first."})
-    return team
-
-
-def _too_large(message: str) -> Response:
-    return error_response(
-        message,
-        code="file_too_large",
-        param="file",
-        http_status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-    )
 
 
 def _refuse_non_multipart(request) -> Response | None:
@@ -66,7 +45,7 @@ def _refuse_non_multipart(request) -> Response | None:
     except ValueError:
         length = 0
     if length > limit + MULTIPART_SLACK:
-        return _too_large(services.DatasetUploadTooLarge(length, limit).message)
+        raise services.DatasetUploadTooLarge(length, limit)
     return None
 
 
@@ -145,23 +124,20 @@ class DatasetViewSet(viewsets.GenericViewSet):
         data = ds_s.DatasetUploadSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        try:
-            dataset = services.dataset_upload_create(
-                user=request.user,
-                team=request_team(request, v.get("team")),
-                name=v.get("name"),  # absent: the file name; blank: refused
-                uploaded_file=v["file"],
-                schema=v["schema"],
-                description=v.get("description") or "",
-                mapping=v.get("mapping") or None,
-                split_ratios=v.get("split_ratios") or None,
-                seed=v.get("seed", 42),
-                stratify=v.get("stratify", True),
-                encoding=v.get("encoding") or "",
-                txt_mode=v.get("txt_mode") or "lines",
-            )
-        except services.DatasetUploadTooLarge as exc:
-            return _too_large(exc.message)
+        dataset = services.dataset_upload_create(
+            user=request.user,
+            team=request_team(request, v.get("team")),
+            name=v.get("name"),  # absent: the file name; blank: refused
+            uploaded_file=v["file"],
+            schema=v["schema"],
+            description=v.get("description") or "",
+            mapping=v.get("mapping") or None,
+            split_ratios=v.get("split_ratios") or None,
+            seed=v.get("seed", 42),
+            stratify=v.get("stratify", True),
+            encoding=v.get("encoding") or "",
+            txt_mode=v.get("txt_mode") or "lines",
+        )
         dataset.refresh_from_db()
         response = self._out(dataset, status.HTTP_201_CREATED)
         response["Location"] = response.data["urls"]["self"]
@@ -169,10 +145,7 @@ class DatasetViewSet(viewsets.GenericViewSet):
 
     @extend_schema(responses={204: None, 403: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT})
     def destroy(self, request, pk=None):
-        try:
-            services.dataset_delete(user=request.user, dataset=self.get_object())
-        except services.DatasetConflict as exc:
-            return error_response(exc.message, code=exc.code, http_status=status.HTTP_409_CONFLICT)
+        services.dataset_delete(user=request.user, dataset=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
@@ -189,10 +162,7 @@ class DatasetViewSet(viewsets.GenericViewSet):
         upload = request.FILES.get("file")
         if upload is None:
             return error_response("No file was sent in the `file` field.", param="file")
-        try:
-            filename = services.clean_filename(upload.name)
-        except ValidationError as exc:
-            return error_response(" ".join(exc.messages), code="bad_extension", param="file")
+        filename = services.clean_filename(upload.name)
         partial = str(request.data.get("partial", "")).lower() in ("1", "true", "on", "yes")
         tmp_root = Path(settings.STORAGE_DIR) / "tmp"
         tmp_root.mkdir(parents=True, exist_ok=True)
@@ -204,7 +174,9 @@ class DatasetViewSet(viewsets.GenericViewSet):
                 for chunk in upload.chunks(1 << 20):
                     written += len(chunk)
                     if written > settings.LLMWEB_MAX_UPLOAD_BYTES:
-                        return _too_large("The file is over the upload limit.")
+                        raise services.DatasetUploadTooLarge(
+                            upload.size or written, settings.LLMWEB_MAX_UPLOAD_BYTES
+                        )
                     out.write(chunk)
             if partial and written >= INSPECT_HEAD:
                 dataset_files.trim_partial(path)
@@ -215,11 +187,6 @@ class DatasetViewSet(viewsets.GenericViewSet):
             err = info["error"]
             return error_response(err["message"], code=err.get("code", "invalid"), param="file")
         return Response(info)
-
-    def _preview_error(self, exc: dataset_files.PreviewError) -> Response:
-        return error_response(
-            exc.message, code="not_available", param=exc.param, http_status=exc.status
-        )
 
     @extend_schema(
         parameters=[
@@ -239,12 +206,7 @@ class DatasetViewSet(viewsets.GenericViewSet):
             page = int(q.get("page") or 1)
         except ValueError:
             return error_response("page must be a whole number from 1.", param="page")
-        try:
-            body = dataset_files.rows_page(
-                dataset, split=q.get("split"), page=page, q=q.get("q", "")
-            )
-        except dataset_files.PreviewError as exc:
-            return self._preview_error(exc)
+        body = dataset_files.rows_page(dataset, split=q.get("split"), page=page, q=q.get("q", ""))
         return Response(body)
 
     @extend_schema(responses=ds_s.StatsSerializer)
@@ -279,21 +241,18 @@ class DatasetViewSet(viewsets.GenericViewSet):
         fmt = request.query_params.get("format") or "jsonl"
         if fmt not in ("jsonl", "parquet"):
             return error_response("format must be jsonl or parquet.", param="format")
-        try:
-            split = dataset_files.clean_split(request.query_params.get("split"))
-            stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{dataset.name}-v{dataset.version}-{split}")
-            if fmt == "parquet":
-                handle = dataset_files.parquet_file(dataset, split)
-                return FileResponse(
-                    handle,
-                    as_attachment=True,
-                    filename=f"{stem}.parquet",
-                    content_type="application/vnd.apache.parquet",
-                )
-            response = StreamingHttpResponse(
-                dataset_files.iter_jsonl(dataset, split), content_type="application/jsonl"
+        split = dataset_files.clean_split(request.query_params.get("split"))
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{dataset.name}-v{dataset.version}-{split}")
+        if fmt == "parquet":
+            handle = dataset_files.parquet_file(dataset, split)
+            return FileResponse(
+                handle,
+                as_attachment=True,
+                filename=f"{stem}.parquet",
+                content_type="application/vnd.apache.parquet",
             )
-        except dataset_files.PreviewError as exc:
-            return self._preview_error(exc)
+        response = StreamingHttpResponse(
+            dataset_files.iter_jsonl(dataset, split), content_type="application/jsonl"
+        )
         response["Content-Disposition"] = f'attachment; filename="{stem}.jsonl"'
         return response

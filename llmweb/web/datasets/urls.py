@@ -1,10 +1,10 @@
-"""Dataset pages, mounted under /datasets/ (views in datasets_views.py)."""
+"""Dataset pages, mounted under /datasets/."""
 
 from __future__ import annotations
 
 from django.urls import path
 
-from llmweb.web import datasets_views as views
+from llmweb.web.datasets import views
 
 urlpatterns = [
     path("", views.dataset_list, name="datasets"),

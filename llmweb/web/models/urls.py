@@ -1,10 +1,10 @@
-"""Model pages, mounted under /models/ (views in models_views.py)."""
+"""Model pages, mounted under /models/."""
 
 from __future__ import annotations
 
 from django.urls import path
 
-from llmweb.web import models_views as views
+from llmweb.web.models import views
 
 urlpatterns = [
     path("", views.model_list, name="models"),

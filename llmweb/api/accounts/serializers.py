@@ -1,3 +1,5 @@
+"""Account API shapes: users, teams, members, tokens."""
+
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model

@@ -1,23 +1,19 @@
-"""Account and team pages. Later apps add their own page modules beside this one."""
+"""Account pages: sign-up, teams and members, personal API tokens."""
 
 from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from llmweb.accounts import selectors, services
 from llmweb.accounts.middleware import SESSION_KEY
-from llmweb.web import forms
-from llmweb.web.common import form_errors
-
-
-def not_found(request, exception=None):
-    return render(request, "404.html", {"message": str(exception or "")}, status=404)
+from llmweb.core.errors import DomainError
+from llmweb.web.accounts import forms
+from llmweb.web.common import form_error
 
 
 def signup(request):
@@ -37,18 +33,13 @@ def signup(request):
 
 
 @login_required
-def home(request):
-    return render(request, "home.html", {})
-
-
-@login_required
 def team_list(request):
     form = forms.TeamForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
             team = services.team_create(owner=request.user, name=form.cleaned_data["name"])
-        except ValidationError as exc:
-            form_errors(form, exc)
+        except DomainError as exc:
+            form_error(form, exc)
         else:
             request.session[SESSION_KEY] = team.pk
             messages.success(request, f"Team '{team.name}' created and selected.")
@@ -69,10 +60,8 @@ def team_detail(request, team_id: int):
         if invite.is_valid():
             try:
                 services.team_invite(by=request.user, team=team, **invite.cleaned_data)
-            except PermissionDenied as exc:
-                raise exc
-            except ValidationError as exc:
-                form_errors(invite, exc)
+            except DomainError as exc:
+                form_error(invite, exc)
             else:
                 messages.success(request, f"{invite.cleaned_data['username']} joined {team.name}.")
                 return redirect("team-detail", team_id=team.pk)
@@ -110,8 +99,8 @@ def member_role(request, team_id: int, user_id: int):
             messages.success(request, f"{membership.user.username} is now {membership.role}.")
         else:
             messages.error(request, "Pick a valid role.")
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
+    except DomainError as exc:
+        messages.error(request, exc.message)
     return redirect("team-detail", team_id=team.pk)
 
 

@@ -1,0 +1,1 @@
+"""Account endpoints: me, teams and members, personal tokens."""

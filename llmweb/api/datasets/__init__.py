@@ -1,0 +1,1 @@
+"""Dataset endpoints: upload, inspect, list, detail, rows, stats, download, delete."""

@@ -1,0 +1,1 @@
+"""Model registry endpoints: upload, preset, hub, card, lineage, download, presets."""

@@ -1,0 +1,1 @@
+"""Account pages: sign-up, teams and members, personal API tokens."""

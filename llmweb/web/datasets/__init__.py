@@ -1,0 +1,1 @@
+"""Dataset pages: list, upload, detail, delete."""

@@ -1,0 +1,1 @@
+"""Model pages: list, detail (card, lineage), preset, upload and hub forms."""

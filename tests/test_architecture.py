@@ -1,0 +1,110 @@
+"""The layer rules hold: import-linter contracts (pyproject.toml) and one runtime fact.
+
+The contracts replace the per-package subprocess guards ("importing X loads no django"):
+a contract sees every import, including the ones inside functions, so it fails the day
+someone adds one, not the day a test happens to walk that path. What a contract cannot
+say is what a process has loaded once it ran, so the web process's "no torch" stays a
+runtime check.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTRACTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"][
+    "contracts"
+]
+HEAVY = ("torch", "transformers", "tokenizers", "datasets", "pandas", "pyarrow", "peft", "sklearn")
+
+
+def lint_imports(*contract_ids: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("lint-imports")
+    cmd = [str(exe) if exe.exists() else "lint-imports", "--no-cache", "--no-logo"]
+    for cid in contract_ids:
+        cmd += ["--contract", cid]
+    # lint-imports puts its working directory first on sys.path, so it reads this tree.
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_every_contract_has_an_id_and_a_name():
+    assert all(c.get("id") and c.get("name") for c in CONTRACTS)
+
+
+def test_import_contracts_hold():
+    out = lint_imports(*[c["id"] for c in CONTRACTS])
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+
+
+def _copy_tree(tmp_path: Path) -> Path:
+    """The two packages and the contracts, in a scratch folder a test may break."""
+    for package in ("llmweb", "jobs"):
+        shutil.copytree(
+            ROOT / package,
+            tmp_path / package,
+            ignore=shutil.ignore_patterns("__pycache__", "migrations", "samples"),
+        )
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    return tmp_path
+
+
+def _append(path: Path, line: str) -> None:
+    path.write_text(path.read_text() + f"\n\ndef _broken():\n    {line}\n")
+
+
+def test_contracts_fail_on_a_forbidden_import(tmp_path):
+    # The same contracts on a copy with three bad imports, each inside a function: the
+    # kind of late import a subprocess guard would never notice.
+    tree = _copy_tree(tmp_path)
+    _append(tree / "jobs/engine/schemas.py", "from django.conf import settings  # noqa")
+    _append(tree / "jobs/engine/data/split.py", "from jobs.engine.models import info  # noqa")
+    _append(tree / "llmweb/catalog/services/common.py", "import llmweb.catalog.tasks  # noqa")
+    out = lint_imports("engine-is-a-library", "engine-packages", "web-layers", cwd=tree)
+    assert out.returncode == 1, out.stdout[-4000:]
+    broken = [line for line in out.stdout.splitlines() if line.endswith(" BROKEN")]
+    assert len(broken) == 3, out.stdout[-4000:]
+    assert "jobs.engine.schemas -> django (" in out.stdout
+    assert "jobs.engine.data.split -> jobs.engine.models.info" in out.stdout
+    assert "llmweb.catalog.services.common -> llmweb.catalog.tasks" in out.stdout
+
+
+def test_nothing_outside_the_engine_imports_its_private_names():
+    # import-linter checks private modules (jobs.engine._x); private names it cannot see.
+    offenders = []
+    for path in [*ROOT.glob("llmweb/**/*.py"), *ROOT.glob("jobs/**/*.py")]:
+        if path.is_relative_to(ROOT / "jobs/engine"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jobs.engine"):
+                offenders += [
+                    f"{path.relative_to(ROOT)}: {node.module}.{a.name}"
+                    for a in node.names
+                    if a.name.startswith("_")
+                ]
+    assert offenders == []
+
+
+def test_the_web_process_never_imports_torch():
+    # Everything a web process loads: every page and API view, the task modules it sends
+    # to, and the web-side model facts (file headers and arithmetic instead of torch).
+    code = (
+        "import sys, django; django.setup();"
+        "import llmweb.asgi, llmweb.urls, llmweb.catalog.tasks, jobs.tasks;"
+        "from jobs.engine.presets import list_presets; list_presets(with_param_counts=False);"
+        "from llmweb.catalog.services.model_facts import bundled_model_info, preset_param_count_exact;"
+        "bundled_model_info(); preset_param_count_exact('t5', 'base', 32128);"
+        "from llmweb.catalog.services.models import _bundled_card; _bundled_card('all-MiniLM-L6-v2');"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="llmweb.settings")
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
