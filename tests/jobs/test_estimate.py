@@ -29,7 +29,7 @@ def test_second_job_is_estimated_from_the_first_within_2x(worker, api, alice, te
     predicted = calibrated["by_device"][device]["seconds"]
 
     second = wait_job_status(
-        client.post("/api/v1/jobs/", body, format="json", timeout=240).json()["id"]
+        client.post("/api/v1/jobs/", body, format="json").json()["id"], timeout=240
     )
     actual = second.duration_seconds
     assert second.status == "succeeded" and actual
