@@ -242,6 +242,10 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": 7 * 24 * 3600,
+    # Job priority: ten Redis priority lists, consumed in order (jobs.services maps the
+    # API's "higher first" onto Redis's "0 first").
+    "priority_steps": list(range(10)),
+    "queue_order_strategy": "priority",
     "global_keyprefix": LLMWEB_REDIS_PREFIX,
 }
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": LLMWEB_REDIS_PREFIX}
@@ -288,7 +292,6 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
 }
 

@@ -27,8 +27,7 @@ from rest_framework.test import APIClient
 from llmweb.accounts import services
 from llmweb.accounts.models import Role
 from llmweb.routing import websocket_urlpatterns
-from tests.conftest import make_user
-from tests.jobs.factories import bundled_model, job_record, ready_dataset, sms_rows
+from tests.factories import bundled_model, job_record, make_user, ready_dataset, sms_rows
 
 SKIP_PREFIXES = ("admin/", "accounts/", "api/schema", "api/docs", "api/redoc", "healthz")
 WRITE = {"post", "put", "patch", "delete"}

@@ -12,13 +12,13 @@ import websockets
 import yaml
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from llmweb.asgi import application
 from llmweb.celery import app as celery_app
 from llmweb.celery import ping
 from llmweb.devtools.redis import redis_answers, start_embedded
+from tests.support import session_cookie
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,17 +58,12 @@ def test_embedded_redis_starts_and_stops():
     assert not redis_answers(server.url)
 
 
-def _session_cookie(client, user) -> str:
-    client.force_login(user)
-    return client.cookies[settings.SESSION_COOKIE_NAME].value
-
-
 @pytest.mark.django_db(transaction=True)
 async def test_websocket_accepts_a_session_user_and_refuses_anonymous(client):
     user = await database_sync_to_async(get_user_model().objects.create_user)(
         "wsuser", password="x y z 123 456"
     )
-    cookie = await database_sync_to_async(_session_cookie)(client, user)
+    cookie = await database_sync_to_async(session_cookie)(client, user)
     headers = [
         (b"cookie", f"sessionid={cookie}".encode()),
         (b"origin", b"http://localhost"),
@@ -94,7 +89,7 @@ async def test_websocket_accepts_a_session_user_and_refuses_anonymous(client):
 @pytest.mark.django_db(transaction=True)
 def test_live_asgi_server_serves_http_and_authenticated_websockets(live_server_proc, client):
     user = get_user_model().objects.create_user("live", password="x y z 123 456")
-    cookie = _session_cookie(client, user)
+    cookie = session_cookie(client, user)
     assert httpx.get(live_server_proc.url + "/healthz", timeout=10).json()["database"] == "ok"
     ws_url = live_server_proc.url.replace("http", "ws") + "/ws/hello/"
 

@@ -7,6 +7,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from llmweb.accounts.models import ApiToken
+from llmweb.accounts.selectors import api_token_lookup
 from llmweb.core.ratelimit import client_ip, rate_limit_exceeded, rate_limit_hit
 
 
@@ -32,11 +33,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         except UnicodeDecodeError:
             rate_limit_hit(ip_key, limit=limit, window=60)
             raise exceptions.AuthenticationFailed("The API token has invalid characters.") from None
-        token = (
-            ApiToken.objects.select_related("user")
-            .filter(digest=ApiToken.digest_of(secret))
-            .first()
-        )
+        token = api_token_lookup(secret=secret)
         if token is None or not token.user.is_active:
             rate_limit_hit(ip_key, limit=limit, window=60)
             raise exceptions.AuthenticationFailed("Invalid or revoked API token.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
@@ -49,6 +49,35 @@ def model_get_for_user(*, user, model_id: int | str, writable: bool = False) -> 
         return qs.select_related("team").get(pk=int(model_id))
     except (RegisteredModel.DoesNotExist, ValueError, TypeError):
         raise Http404("No such model.") from None
+
+
+def jobs_using(*, dataset: Dataset | None = None, model: RegisteredModel | None = None):
+    """Jobs that read this dataset (to train or to evaluate) or this model (in any role),
+    oldest first: what keeps the record in their history and blocks its delete."""
+    from jobs.models import Job
+
+    qs = Job.objects.none()
+    if dataset is not None:
+        qs = Job.objects.filter(team_id=dataset.team_id).filter(
+            Q(dataset=dataset) | Q(eval_dataset=dataset)
+        )
+    elif model is not None:
+        qs = Job.objects.filter(team_id=model.team_id, job_models__model=model)
+    return qs.distinct().order_by("pk")
+
+
+def job_refs(jobs) -> list[dict]:
+    """Plain descriptions of jobs for messages, pages and API errors."""
+    return [
+        {
+            "id": j.pk,
+            "name": j.name,
+            "type": j.type,
+            "status": j.status,
+            "url": f"/jobs/{j.pk}/",
+        }
+        for j in jobs
+    ]
 
 
 def _ordinal_ahead(ahead: int) -> str:

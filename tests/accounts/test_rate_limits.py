@@ -7,7 +7,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from llmweb.accounts import services
-from tests.conftest import make_user
+from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
 

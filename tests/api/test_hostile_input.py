@@ -7,7 +7,8 @@ import json
 import pytest
 from django.test import Client
 
-from tests.catalog.datasets_support import csv_bytes, post_dataset
+from tests.factories import csv_bytes
+from tests.support import post_dataset
 
 BIG = "99999999999999999999"  # 20 digits: past a 64-bit id
 

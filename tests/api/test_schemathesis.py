@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from llmweb.accounts import services
-from tests.jobs.factories import bundled_model, job_record, ready_dataset, sms_rows
+from tests.factories import bundled_model, job_record, ready_dataset, sms_rows
 from tests.support import LiveServer
 
 EXAMPLES = 25

@@ -13,8 +13,9 @@ from llmweb.catalog.models import Dataset, ModelSource, RegisteredModel
 from llmweb.catalog.selectors import catalog_waiting_message as waiting_message
 from llmweb.catalog.services.liveness import catalog_requeue_lost, dataset_claim, model_claim
 from llmweb.catalog.tasks import reap_lost_catalog_work_task
-from tests.catalog.datasets_support import csv_bytes, files_under, settled
-from tests.support import Worker, celery_app_for, wait_for
+from tests.factories import csv_bytes
+from tests.support import Worker, celery_app_for, files_under, wait_for
+from tests.support import wait_dataset_settled as settled
 
 TEN_MINUTES = timedelta(minutes=10)
 

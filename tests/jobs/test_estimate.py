@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from jobs.models import Job
-from tests.jobs.factories import bundled_model, ready_dataset, sms_rows
+from tests.factories import bundled_model, ready_dataset, sms_rows
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

@@ -6,9 +6,11 @@ import pytest
 
 from llmweb.accounts import services
 from llmweb.catalog.models import RegisteredModel
-from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, login, needs_chromium
+from tests.skips import CHROMIUM
+from tests.support import CHROMIUM_ARGS
+from tests.support import browser_login as login
 
-pytestmark = [pytest.mark.browser, needs_chromium]
+pytestmark = [pytest.mark.browser]
 
 PAGES = [
     "/",

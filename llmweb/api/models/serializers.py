@@ -6,6 +6,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from llmweb.catalog.model_selectors import model_usable_for
 from llmweb.catalog.models import RegisteredModel
 from llmweb.catalog.services.models import MAX_CARD_CHARS
 from llmweb.core.ids import ID_FIELD_BOUNDS
@@ -20,6 +21,7 @@ class DatasetRefSerializer(serializers.Serializer):
 class ModelSerializer(serializers.ModelSerializer):
     dataset = serializers.SerializerMethodField()
     created_by = serializers.SerializerMethodField()
+    usable_for = serializers.SerializerMethodField()
     urls = serializers.SerializerMethodField()
 
     class Meta:
@@ -27,11 +29,15 @@ class ModelSerializer(serializers.ModelSerializer):
         fields = [
             "id", "team", "name", "version", "status", "error", "task", "source",
             "architecture", "model_type", "num_parameters", "size_bytes", "dtype",
-            "max_length", "tokenizer", "label_names", "config_summary", "metrics",
+            "max_length", "tokenizer", "label_names", "usable_for", "config_summary", "metrics",
             "card", "bundled_name", "hub_id", "preset", "parent", "dataset", "job",
             "created_by", "created_at", "urls",
         ]  # fmt: skip
         read_only_fields = fields
+
+    def get_usable_for(self, m: RegisteredModel) -> list[str]:
+        """Dataset schemas a fine-tune job accepts this model for (the pre-flight's rule)."""
+        return model_usable_for(model=m)
 
     @extend_schema_field(DatasetRefSerializer(allow_null=True))
     def get_dataset(self, m: RegisteredModel) -> dict | None:

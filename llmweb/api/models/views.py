@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 
 from jobs.engine.presets import list_presets
 from llmweb.accounts.selectors import can_write, team_get_for_user
-from llmweb.api.common import request_team
+from llmweb.api.common import DELETE_JOBS, query_flag, request_team
 from llmweb.api.errors import error_response
 from llmweb.api.models import serializers as ms
 from llmweb.api.parsers import ObjectJSONParser
@@ -207,10 +207,17 @@ class ModelViewSet(viewsets.GenericViewSet):
         )
         return self._out(model)
 
-    @extend_schema(responses={204: None, 409: OpenApiTypes.OBJECT})
+    @extend_schema(
+        parameters=[DELETE_JOBS],
+        responses={204: None, 409: OpenApiTypes.OBJECT},
+        description="409 `model_in_use` lists the jobs that read it in `jobs`; repeat with "
+        "delete_jobs=true to delete those (finished) jobs with it.",
+    )
     def destroy(self, request, pk=None):
         model = self.get_object()
-        services.model_delete(user=request.user, model=model)
+        services.model_delete(
+            user=request.user, model=model, delete_jobs=query_flag(request, "delete_jobs")
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(

@@ -11,4 +11,5 @@ urlpatterns = [
     path("new/", views.dataset_new, name="datasets-upload"),
     path("<id:dataset_id>/", views.dataset_detail, name="dataset-page"),
     path("<id:dataset_id>/delete/", views.dataset_delete, name="dataset-page-delete"),
+    path("<id:dataset_id>/clean/", views.dataset_clean, name="dataset-page-clean"),
 ]
