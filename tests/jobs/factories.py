@@ -95,3 +95,43 @@ def job_record(*, team, base_model, dataset=None, type="finetune", status="succe
     job = Job.objects.create(team=team, type=type, dataset=dataset, status=status)
     JobModel.objects.create(job=job, model=base_model, role="base")
     return job
+
+
+def classifier_model(
+    team, label_names, *, name: str = "clf", seed: int = 0, hidden: int = 32
+) -> RegisteredModel:
+    """A tiny BERT classifier (random weights, the bundled MiniLM tokenizer) registered as
+    ready with ``label_names``: a real model folder to evaluate in seconds."""
+    import shutil
+
+    import torch
+    import transformers
+
+    from jobs.engine.models import bundled_model_path
+
+    record = RegisteredModel.objects.create(team=team, name=name, source="upload", status="pending")
+    torch.manual_seed(seed)
+    config = transformers.BertConfig(
+        vocab_size=30522,
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=128,
+        id2label=dict(enumerate(label_names)),
+        label2id={n: i for i, n in enumerate(label_names)},
+    )
+    folder = record.artifact_dir
+    model = transformers.BertForSequenceClassification(config)
+    model.save_pretrained(str(folder))
+    for item in bundled_model_path().iterdir():
+        if item.name.startswith(("tokenizer", "vocab", "special_tokens")):
+            shutil.copy(item, folder / item.name)
+    record.task = "classification"
+    record.status = "ready"
+    record.label_names = list(label_names)
+    record.num_parameters = sum(p.numel() for p in model.parameters())
+    record.max_length = 128
+    record.architecture = "BertForSequenceClassification"
+    record.save()
+    return record
