@@ -1,0 +1,17 @@
+"""Evaluation pages, mounted at /evaluations/ and /compare/."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from llmweb.web.evaluations import views
+
+urlpatterns = [
+    path("evaluations/<int:evaluation_id>/", views.evaluation_detail, name="evaluation-page"),
+    path(
+        "evaluations/<int:evaluation_id>/samples.jsonl",
+        views.evaluation_download,
+        name="evaluation-download",
+    ),
+    path("compare/", views.compare, name="compare"),
+]
