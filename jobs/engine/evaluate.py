@@ -471,7 +471,7 @@ def run_evaluation(config: EvaluateConfig, reporter: Reporter) -> EvaluateResult
         reporter.emit("log", message=f"scoring {entry.name or entry.key}", level="info")
         evaluation = evaluate_model(entry, config, rows, labels, tick)
         headline = {k: v for k, v in evaluation.metrics.items() if isinstance(v, int | float)}
-        reporter.emit("metrics", model=entry.key, step=done, **headline)
+        reporter.emit("metrics", model=entry.key, step=done, split=split, final=True, **headline)
         result.evaluations.append(evaluation)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

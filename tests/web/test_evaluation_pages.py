@@ -9,7 +9,7 @@ import pytest
 
 from llmweb.catalog.models import RegisteredModel
 from llmweb.evaluations.services import evaluation_record
-from tests.jobs.factories import ready_dataset, sms_rows
+from tests.jobs.factories import job_record, ready_dataset, sms_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -104,7 +104,7 @@ def test_compare_page_marks_the_best_and_draws_the_pareto_front(as_alice, team, 
     assert 'id="compare-table"' in html and 'id="scatter"' in html and 'id="pareto-front"' in html
     assert html.count('class="point pareto"') == 2
     assert '<td class="best" data-key="accuracy">0.9500</td>' in html
-    assert '<td class="best" data-key="latency_p50_ms">1.0000</td>' in html
+    assert '<td class="best" data-key="latency_p50_ms">1.00</td>' in html
 
 
 def test_other_teams_cannot_see_an_evaluation(client, charlie, team, tmp_path, settings):
@@ -117,3 +117,17 @@ def test_other_teams_cannot_see_an_evaluation(client, charlie, team, tmp_path, s
     assert client.get(f"/evaluations/{evaluation.pk}/").status_code == 404
     assert client.get(f"/evaluations/{evaluation.pk}/samples.jsonl").status_code == 404
     assert "compare-table" not in client.get(f"/compare/?dataset={sms.pk}").content.decode()
+
+
+def test_job_page_links_the_evaluations_it_wrote(as_alice, team, tmp_path, settings):
+    sms = ready_dataset(team, "classification", sms_rows(30), name="sms")
+    model, evaluation = scored(
+        team, "a", sms, accuracy=0.9, latency=2, tmp_path=tmp_path, settings=settings
+    )
+    job = job_record(team=team, base_model=model, type="evaluate")
+    evaluation.job = job
+    evaluation.save()
+
+    html = as_alice.get(f"/jobs/{job.pk}/").content.decode()
+
+    assert 'id="evaluation-links"' in html and f"/evaluations/{evaluation.pk}/" in html
