@@ -56,6 +56,15 @@ def _sort_key(field: str):
     return key
 
 
+def evaluation_sample_rows(*, evaluation: Evaluation) -> list[dict[str, Any]]:
+    """Every saved per-sample row of an evaluation (none when it kept no file)."""
+    path = evaluation.samples_file
+    if path is None or not path.is_file():
+        return []
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 def evaluation_samples(
     *,
     evaluation: Evaluation,
@@ -72,11 +81,7 @@ def evaluation_samples(
         raise DomainError(
             f"ordering must be one of {', '.join(SAMPLE_ORDERINGS)}.", param="ordering"
         )
-    path = evaluation.samples_file
-    rows: list[dict[str, Any]] = []
-    if path is not None and path.is_file():
-        with path.open(encoding="utf-8") as f:
-            rows = [json.loads(line) for line in f if line.strip()]
+    rows = evaluation_sample_rows(evaluation=evaluation)
     if true:
         rows = [r for r in rows if r.get("true") == true]
     if pred:

@@ -7,10 +7,16 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
+from jobs.engine.base import EngineError
 from jobs.engine.jsonable import jsonable
+from jobs.engine.rescoring import rescore
+from llmweb.accounts.selectors import can_write
+from llmweb.core.errors import DomainError
 from llmweb.evaluations.models import Evaluation, EvaluationSource
+from llmweb.evaluations.selectors import evaluation_sample_rows
 
 # Fine-tune metrics that are bookkeeping, not measurements.
 _NOT_METRICS = ("split", "examples", "labels", "step", "final", "generation_sample")
@@ -117,3 +123,33 @@ def evaluation_record_from_training(
         device=device,
         source=EvaluationSource.FINETUNE,
     )
+
+
+def evaluation_rescore(*, user, evaluation: Evaluation, metric: str) -> Evaluation:
+    """Score the saved predictions again with ``metric`` (no model runs) and keep the
+    value under ``metrics["rescored"]`` with its signature beside the others.
+
+    Raises:
+        PermissionDenied: a viewer of the team.
+        DomainError: a metric that does not fit the evaluation, or no saved rows.
+    """
+    if not can_write(user=user, team=evaluation.team):
+        raise PermissionDenied("Viewers cannot re-score; ask an owner for the member role.")
+    rows = evaluation_sample_rows(evaluation=evaluation)
+    try:
+        value, signature = rescore(
+            rows,
+            measure=evaluation.measure,
+            metric=metric,
+            label_names=(evaluation.metrics or {}).get("labels") or [],
+        )
+    except EngineError as exc:
+        raise DomainError(exc.message, code=exc.code, param=exc.param or "metric") from None
+    with transaction.atomic():
+        locked = Evaluation.objects.select_for_update().get(pk=evaluation.pk)
+        metrics = dict(locked.metrics or {})
+        metrics["rescored"] = {**metrics.get("rescored", {}), metric: value}
+        locked.metrics = jsonable(metrics)
+        locked.signatures = {**(locked.signatures or {}), f"rescored:{metric}": signature}
+        locked.save(update_fields=["metrics", "signatures"])
+    return locked

@@ -180,3 +180,54 @@ def test_a_single_window_equals_the_models_own_loss_on_a_two_layer_gpt2():
             loss = model(input_ids=torch.tensor([ids]), labels=torch.tensor([ids])).loss
         assert n == len(ids) - 1
         assert nll / n == pytest.approx(float(loss), rel=1e-5)
+
+
+ROWS = [
+    {"true": t, "pred": p, "confidence": c, "correct": t == p}
+    for t, p, c in [
+        ("a", "a", 0.9),
+        ("a", "b", 0.6),
+        ("b", "b", 0.8),
+        ("c", "c", 0.7),
+        ("c", "a", 0.55),
+        ("b", "b", 0.95),
+    ]
+]
+
+
+def test_rescoring_saved_classification_rows_matches_sklearn():
+    from sklearn.metrics import cohen_kappa_score, f1_score, matthews_corrcoef
+
+    from jobs.engine.rescoring import rescore
+
+    names = ["a", "b", "c"]
+    y_true = [names.index(r["true"]) for r in ROWS]
+    y_pred = [names.index(r["pred"]) for r in ROWS]
+
+    mcc, signature = rescore(ROWS, measure="classification", metric="mcc", label_names=names)
+    assert mcc == pytest.approx(matthews_corrcoef(y_true, y_pred))
+    assert signature.startswith("sklearn:") and "matthews_corrcoef" in signature
+    kappa, _ = rescore(ROWS, measure="classification", metric="cohen_kappa", label_names=names)
+    assert kappa == pytest.approx(cohen_kappa_score(y_true, y_pred))
+    weighted, _ = rescore(ROWS, measure="classification", metric="weighted_f1", label_names=names)
+    assert weighted == pytest.approx(f1_score(y_true, y_pred, average="weighted"))
+
+
+def test_rescoring_saved_generations_matches_sacrebleu_and_refuses_perplexity_rows():
+    from sacrebleu.metrics import CHRF, TER
+
+    from jobs.engine.base import EngineError
+    from jobs.engine.rescoring import rescore
+
+    rows = [{"prediction": h, "reference": r} for h, r in zip(HYPS, REFS, strict=True)]
+
+    ter, signature = rescore(rows, measure="generation", metric="ter")
+    assert ter == pytest.approx(TER().corpus_score(HYPS, [REFS]).score)
+    assert signature.startswith("nrefs:1|case:lc|tok:tercom")
+    plain, _ = rescore(rows, measure="generation", metric="chrf_plain")
+    assert plain == pytest.approx(CHRF().corpus_score(HYPS, [REFS]).score)
+    with pytest.raises(EngineError) as refused:
+        rescore([{"loss": 1.0}], measure="perplexity", metric="bleu")
+    assert refused.value.code == "not_rescorable"
+    with pytest.raises(EngineError):
+        rescore(rows, measure="generation", metric="accuracy")

@@ -246,3 +246,55 @@ def test_a_finetunes_final_metrics_become_an_evaluation_of_its_model(team, sms):
     again = evaluation_record_from_training(job=job, model=child, metrics=metrics, device="cpu")
     assert again.pk == evaluation.pk and Evaluation.objects.count() == 1
     assert evaluation_record_from_training(job=job, model=child, metrics={}, device="cpu") is None
+
+
+@pytest.mark.django_db
+def test_saved_predictions_are_rescored_without_the_model(
+    api, alice, charlie, team, sms, tmp_path, settings
+):
+    from sklearn.metrics import matthews_corrcoef
+
+    settings.STORAGE_DIR = tmp_path
+    model = make_model(team, "a")
+    evaluation = make_evaluation(
+        model, sms, accuracy=0.5, latency=3, samples=SAMPLES, tmp_path=tmp_path
+    )
+    evaluation.metrics = {**evaluation.metrics, "labels": ["ham", "spam"]}
+    evaluation.save()
+
+    r = api(alice).post(f"/api/v1/evaluations/{evaluation.pk}/rescore/", {"metric": "mcc"})
+
+    assert r.status_code == 200, r.json()
+    names = ["ham", "spam"]
+    expected = matthews_corrcoef(
+        [names.index(s["true"]) for s in SAMPLES], [names.index(s["pred"]) for s in SAMPLES]
+    )
+    assert r.json()["metrics"]["rescored"]["mcc"] == pytest.approx(expected)
+    assert "matthews_corrcoef" in r.json()["signatures"]["rescored:mcc"]
+    assert r.json()["metrics"]["accuracy"] == 0.5  # the original numbers stay
+    assert "mcc" in r.json()["rescore_metrics"]
+    bad = api(alice).post(f"/api/v1/evaluations/{evaluation.pk}/rescore/", {"metric": "bleu"})
+    assert bad.status_code == 400 and bad.json()["param"] == "metric"
+    hidden = api(charlie).post(f"/api/v1/evaluations/{evaluation.pk}/rescore/", {"metric": "mcc"})
+    assert hidden.status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_viewer_cannot_rescore(api, alice, team, sms, tmp_path, settings):
+    from llmweb.accounts import services as accounts
+    from llmweb.accounts.models import Role
+    from tests.conftest import make_user
+
+    settings.STORAGE_DIR = tmp_path
+    make_user("vera")
+    accounts.team_invite(by=alice, team=team, username="vera", role=Role.VIEWER)
+    evaluation = make_evaluation(
+        make_model(team, "a"), sms, accuracy=0.5, latency=3, samples=SAMPLES, tmp_path=tmp_path
+    )
+    from django.contrib.auth import get_user_model
+
+    vera = get_user_model().objects.get(username="vera")
+
+    r = api(vera).post(f"/api/v1/evaluations/{evaluation.pk}/rescore/", {"metric": "accuracy"})
+
+    assert r.status_code == 403

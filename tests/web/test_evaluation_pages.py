@@ -131,3 +131,17 @@ def test_job_page_links_the_evaluations_it_wrote(as_alice, team, tmp_path, setti
     html = as_alice.get(f"/jobs/{job.pk}/").content.decode()
 
     assert 'id="evaluation-links"' in html and f"/evaluations/{evaluation.pk}/" in html
+
+
+def test_the_rescore_form_adds_a_metric_to_the_page(as_alice, team, tmp_path, settings):
+    sms = ready_dataset(team, "classification", sms_rows(30), name="sms")
+    _, evaluation = scored(
+        team, "a", sms, accuracy=0.9, latency=2, tmp_path=tmp_path, settings=settings
+    )
+    assert 'id="rescore-form"' in as_alice.get(f"/evaluations/{evaluation.pk}/").content.decode()
+
+    r = as_alice.post(f"/evaluations/{evaluation.pk}/rescore/", {"metric": "balanced_accuracy"})
+
+    assert r.status_code == 302
+    html = as_alice.get(f"/evaluations/{evaluation.pk}/").content.decode()
+    assert 'id="rescored"' in html and "balanced_accuracy" in html

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from jobs.engine.rescoring import rescore_metrics
 from jobs.kinds.evaluate import MAX_MODELS
 from llmweb.evaluations.models import Evaluation
 
@@ -17,6 +18,7 @@ class EvaluationSerializer(serializers.ModelSerializer):
     dataset = serializers.SerializerMethodField()
     samples_url = serializers.SerializerMethodField()
     download_url = serializers.SerializerMethodField()
+    rescore_metrics = serializers.SerializerMethodField()
 
     class Meta:
         model = Evaluation
@@ -38,6 +40,7 @@ class EvaluationSerializer(serializers.ModelSerializer):
             "created_at",
             "samples_url",
             "download_url",
+            "rescore_metrics",
         ]
 
     def get_model(self, obj) -> dict | None:
@@ -58,6 +61,9 @@ class EvaluationSerializer(serializers.ModelSerializer):
 
     def get_download_url(self, obj) -> str | None:
         return self._url(obj, "download")
+
+    def get_rescore_metrics(self, obj) -> list[str]:
+        return rescore_metrics(obj.measure) if obj.samples_path else []
 
 
 class EvaluationCreateSerializer(serializers.Serializer):

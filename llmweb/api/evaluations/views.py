@@ -5,8 +5,8 @@ dataset's leaderboard. Everything is read through the evaluations selectors (tea
 from __future__ import annotations
 
 from django.http import FileResponse, Http404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, status, viewsets
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -21,7 +21,7 @@ from llmweb.api.evaluations.serializers import (
 )
 from llmweb.api.jobs.serializers import JobSerializer
 from llmweb.catalog import selectors as catalog
-from llmweb.evaluations import selectors
+from llmweb.evaluations import selectors, services
 from llmweb.evaluations.models import Evaluation
 
 
@@ -124,6 +124,20 @@ class EvaluationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
                 "results": page.rows,
             }
         )
+
+    @extend_schema(
+        request=inline_serializer("Rescore", {"metric": serializers.CharField()}),
+        responses=EvaluationSerializer,
+    )
+    @action(detail=True, methods=["post"])
+    def rescore(self, request, pk=None):
+        """Score the saved predictions with another metric; no model runs."""
+        evaluation = services.evaluation_rescore(
+            user=request.user,
+            evaluation=self.get_object(),
+            metric=str(request.data.get("metric") or ""),
+        )
+        return Response(EvaluationSerializer(evaluation, context={"request": request}).data)
 
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):

@@ -13,5 +13,10 @@ urlpatterns = [
         views.evaluation_download,
         name="evaluation-download",
     ),
+    path(
+        "evaluations/<int:evaluation_id>/rescore/",
+        views.evaluation_rescore,
+        name="evaluation-rescore",
+    ),
     path("compare/", views.compare, name="compare"),
 ]

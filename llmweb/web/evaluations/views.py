@@ -7,17 +7,28 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
+from jobs.engine.rescoring import rescore_metrics
 from llmweb.catalog import selectors as catalog
 from llmweb.core.errors import DomainError
-from llmweb.evaluations import selectors
+from llmweb.evaluations import selectors, services
 from llmweb.web.evaluations.charts import reliability_svg, scatter_svg
 
 PAGE = 25
-HEADLINE_SKIP = ("per_class", "confusion_matrix", "reliability", "labels", "generation")
+HEADLINE_SKIP = (
+    "per_class",
+    "confusion_matrix",
+    "reliability",
+    "labels",
+    "generation",
+    "rescored",
+)
 
 
 def _query(request: HttpRequest, **changes: Any) -> str:
@@ -84,6 +95,10 @@ def evaluation_detail(request: HttpRequest, evaluation_id: int) -> HttpResponse:
             "labels": labels,
             "matrix": matrix,
             "reliability_svg": reliability_svg(metrics.get("reliability") or []),
+            "rescored": sorted((metrics.get("rescored") or {}).items()),
+            "rescore_metrics": rescore_metrics(evaluation.measure)
+            if evaluation.samples_path
+            else [],
             "page": page,
             "filter_true": true,
             "filter_pred": pred,
@@ -97,6 +112,20 @@ def evaluation_detail(request: HttpRequest, evaluation_id: int) -> HttpResponse:
             else None,
         },
     )
+
+
+@login_required
+@require_POST
+def evaluation_rescore(request: HttpRequest, evaluation_id: int) -> HttpResponse:
+    evaluation = selectors.evaluation_get_for_user(user=request.user, evaluation_id=evaluation_id)
+    metric = request.POST.get("metric", "")
+    try:
+        services.evaluation_rescore(user=request.user, evaluation=evaluation, metric=metric)
+    except (DomainError, PermissionDenied) as exc:
+        messages.error(request, getattr(exc, "message", None) or str(exc))
+    else:
+        messages.success(request, f"Re-scored with {metric}.")
+    return redirect("evaluation-page", evaluation_id=evaluation.pk)
 
 
 @login_required
