@@ -97,6 +97,21 @@ class EvaluateConfig:
         max=256,
     )
     seed: int = p.param("int", 42, "Random seed (masking for masked-lm).", min=0, max=2**31 - 1)
+    slice_column: str | None = p.param(
+        "str",
+        None,
+        "Break the metrics down by the values of this extra column (a domain, a source) "
+        "when the dataset has it.",
+        nullable=True,
+    )
+    slice_warn_gap: float = p.param(
+        "float",
+        0.05,
+        "Warn when the best and worst slice differ by more than this (accuracy or chrF/100: "
+        "absolute; perplexity: relative).",
+        min=0.0,
+        max=1.0,
+    )
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

@@ -266,3 +266,64 @@ def score_generation(
         "generation": {"max_new_tokens": config.max_new_tokens, "num_beams": config.num_beams},
     }
     return metrics, {**signatures, "rouge": rouge_sig}, samples
+
+
+MAX_SLICES = 50
+
+
+def slice_report(
+    samples: list[dict[str, Any]],
+    rows: list[dict[str, Any]],
+    *,
+    column: str,
+    measure: str,
+    warn_gap: float,
+) -> dict[str, Any]:
+    """Metrics broken down by the values of ``column`` (data bias), with the gap between
+    the best and the worst slice and whether it passes ``warn_gap``.
+
+    ``samples[i]`` scores ``rows[i]``. Per slice: accuracy (classification), mean
+    sentence chrF++/100 (generation) or token-weighted perplexity (language models);
+    the gap is absolute for the first two and relative ((worst - best) / worst) for
+    perplexity. The most frequent ``MAX_SLICES`` values are kept.
+    """
+    if not rows or column not in rows[0]:
+        raise EngineError(
+            f"The evaluation rows have no column {column!r}; processed datasets keep "
+            f"{', '.join(rows[0]) if rows else 'no columns'}.",
+            code="invalid_param",
+            param="slice_column",
+        )
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for sample, row in zip(samples, rows, strict=True):
+        groups.setdefault(str(row.get(column)), []).append(sample)
+    kept = sorted(groups.items(), key=lambda kv: -len(kv[1]))[:MAX_SLICES]
+    values = []
+    for value, group in kept:
+        if measure == "classification":
+            metric, name = sum(bool(s["correct"]) for s in group) / len(group), "accuracy"
+        elif measure == "generation":
+            metric, name = sum(s["score"] or 0.0 for s in group) / len(group) / 100, "chrf"
+        else:
+            tokens = sum(s.get("tokens") or 0 for s in group)
+            nll = sum((s["loss"] or 0.0) * (s.get("tokens") or 0) for s in group)
+            metric = math.exp(min(nll / tokens, 700)) if tokens else float("nan")
+            name = "perplexity"
+        values.append({"value": value, "n": len(group), name: metric})
+        for sample in group:
+            sample["slice"] = value
+    scores = [v[name] for v in values if math.isfinite(v[name])]
+    if len(scores) < 2:
+        gap = 0.0
+    elif name == "perplexity":
+        gap = (max(scores) - min(scores)) / max(scores)
+    else:
+        gap = max(scores) - min(scores)
+    return {
+        "column": column,
+        "metric": name,
+        "values": values,
+        "gap": gap,
+        "warn_gap": warn_gap,
+        "warning": gap > warn_gap,
+    }

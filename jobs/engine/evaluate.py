@@ -24,6 +24,7 @@ from jobs.engine.eval_scoring import (
     score_classification,
     score_generation,
     score_masked_lm,
+    slice_report,
 )
 from jobs.engine.jsonable import jsonable
 from jobs.engine.schemas import CLASSIFICATION_TASKS
@@ -136,13 +137,22 @@ def evaluate_model(
             measure = "generation"
             metrics, sigs, samples = score_generation(model, tokenizer, rows, config, tick)
         else:
-            texts = [r["text"] for r in rows if r.get("text")]
+            rows = [r for r in rows if r.get("text")]  # samples stay aligned with rows
+            texts = [r["text"] for r in rows]
             if entry.task == "masked-lm":
                 measure = "pseudo-perplexity"
                 metrics, sigs, samples = score_masked_lm(model, tokenizer, texts, config, tick)
             else:
                 measure = "perplexity"
                 metrics, sigs, samples = score_causal_lm(model, tokenizer, texts, config, tick)
+        if config.slice_column:
+            metrics["slices"] = slice_report(
+                samples,
+                rows,
+                column=config.slice_column,
+                measure=measure,
+                warn_gap=config.slice_warn_gap,
+            )
         timing: dict[str, Any] = {}
         if config.measure_speed and rows:
             generates = entry.task in ("causal-lm", "seq2seq")
@@ -199,6 +209,14 @@ def run_evaluation(config: EvaluateConfig, reporter: Reporter) -> EvaluateResult
     split, rows, labels = load_rows(config)
     if not rows:
         raise EngineError(f"The {split} split has no rows.", code="empty_split", param="split")
+    if config.slice_column and config.slice_column not in rows[0]:
+        # Refused before any model runs; processing keeps the schema's columns only.
+        raise EngineError(
+            f"The {split} rows have no column {config.slice_column!r} to slice by "
+            f"(they have {', '.join(rows[0])}).",
+            code="invalid_param",
+            param="slice_column",
+        )
     config.output_dir.mkdir(parents=True, exist_ok=True)
     device = device_description()
     total = len(rows) * len(config.models)

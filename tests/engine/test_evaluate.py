@@ -258,3 +258,53 @@ def test_a_model_of_the_wrong_task_is_refused_before_running(tmp_path):
     with pytest.raises(EngineError) as refused:
         config(tmp_path, "classification", tmp_path, [("1", tmp_path, "causal-lm")])
     assert refused.value.param == "models"
+
+
+def test_metrics_break_down_by_an_extra_column_and_warn_on_a_gap(tmp_path, tokenizer_dir):
+    model = tiny_classifier(tmp_path / "a", tokenizer_dir)
+    data = write_data(
+        tmp_path / "data",
+        {
+            "text": TEXTS,
+            "label": [i % 2 for i in range(len(TEXTS))],
+            "domain": ["news", "chat"] * (len(TEXTS) // 2),
+        },
+        label_names=["neg", "pos"],
+    )
+
+    result = run_evaluation(
+        config(
+            tmp_path,
+            "classification",
+            data,
+            [("1", model, "classification")],
+            slice_column="domain",
+            slice_warn_gap=0.0,
+            measure_speed=False,
+        ),
+        ListReporter(),
+    )
+
+    (evaluation,) = result.evaluations
+    slices = evaluation.metrics["slices"]
+    assert slices["column"] == "domain" and slices["metric"] == "accuracy"
+    assert {v["value"]: v["n"] for v in slices["values"]} == {"news": 4, "chat": 4}
+    samples = read_samples(evaluation.samples_path)
+    for v in slices["values"]:
+        group = [s for s in samples if s["slice"] == v["value"]]
+        assert v["accuracy"] == pytest.approx(sum(s["correct"] for s in group) / len(group))
+    accuracies = [v["accuracy"] for v in slices["values"]]
+    assert slices["gap"] == pytest.approx(max(accuracies) - min(accuracies))
+    assert slices["warning"] == (slices["gap"] > 0)
+
+
+def test_a_missing_slice_column_is_refused_before_scoring(tmp_path, tokenizer_dir):
+    model = tiny_gpt2(tmp_path / "m", tokenizer_dir)
+    data = write_data(tmp_path / "data", {"text": TEXTS})
+
+    with pytest.raises(EngineError) as refused:
+        run_evaluation(
+            config(tmp_path, "causal-lm", data, [("1", model, "causal-lm")], slice_column="src"),
+            ListReporter(),
+        )
+    assert refused.value.param == "slice_column" and "text" in refused.value.message

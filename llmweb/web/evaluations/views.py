@@ -28,6 +28,7 @@ HEADLINE_SKIP = (
     "labels",
     "generation",
     "rescored",
+    "slices",
 )
 
 
@@ -96,6 +97,7 @@ def evaluation_detail(request: HttpRequest, evaluation_id: int) -> HttpResponse:
             "matrix": matrix,
             "reliability_svg": reliability_svg(metrics.get("reliability") or []),
             "rescored": sorted((metrics.get("rescored") or {}).items()),
+            "slices": metrics.get("slices"),
             "rescore_metrics": rescore_metrics(evaluation.measure)
             if evaluation.samples_path
             else [],
