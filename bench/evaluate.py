@@ -160,7 +160,7 @@ def main() -> None:
         tuned_job = wait(
             lambda: (j := Job.objects.get(pk=r.json()["id"])).is_finished and j, interval=2.0
         )
-        assert tuned_job.status == "succeeded", tuned_job.error
+        assert tuned_job.status == "succeeded", (tuned_job.error, tuned_job.error_traceback)
         tuned = tuned_job.result_model
 
         params = {
@@ -177,7 +177,7 @@ def main() -> None:
         job = wait(
             lambda: (j := Job.objects.get(pk=r.json()["id"])).is_finished and j, interval=1.0
         )
-        assert job.status == "succeeded", job.error
+        assert job.status == "succeeded", (job.error, job.error_traceback)
         stack_wall = job.finished_at.timestamp() - t0
         engine_s = job.finished_at.timestamp() - job.started_at.timestamp()
         evaluation = Evaluation.objects.get(job=job)
