@@ -298,3 +298,26 @@ def test_a_viewer_cannot_rescore(api, alice, team, sms, tmp_path, settings):
     r = api(vera).post(f"/api/v1/evaluations/{evaluation.pk}/rescore/", {"metric": "accuracy"})
 
     assert r.status_code == 403
+
+
+@pytest.mark.django_db
+def test_jobs_api_takes_the_evaluate_kind_and_lists_its_inputs(api, alice, team, sms):
+    a, b = make_model(team, "a"), make_model(team, "b")
+
+    kinds = {k["name"]: k for k in api(alice).get("/api/v1/job-kinds/").json()}
+    r = api(alice).post(
+        "/api/v1/jobs/",
+        {"type": "evaluate", "models": [a.pk, b.pk], "dataset": sms.pk, "params": {}},
+        format="json",
+    )
+
+    evaluate = kinds["evaluate"]
+    assert evaluate["produces"] == "evaluation"
+    assert [(i["name"], i["role"], i["many"], i["max_items"]) for i in evaluate["inputs"]] == [
+        ("models", "evaluated", True, 6),
+        ("dataset", "eval", False, 1),
+    ]
+    assert evaluate["params"]["split"]["choices"] == ["auto", "test", "validation", "train", "all"]
+    assert r.status_code == 201, r.json()
+    assert [m["id"] for m in r.json()["models"]] == [a.pk, b.pk]
+    assert r.json()["eval_dataset"]["id"] == sms.pk
