@@ -153,6 +153,9 @@ class Evaluate(JobKind):
         return {
             "models": models,
             "rows": rows,
+            # what the job page's progress counts: rows scored, over all models
+            "steps": rows * models,
+            "parameters": sum(int(m.num_parameters or 0) for m in inputs.get("models") or []),
             "seconds_cpu": round(
                 models * (SECONDS_PER_MODEL + rows * slow / ROWS_PER_SECOND["cpu"]), 1
             ),
