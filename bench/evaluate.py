@@ -157,8 +157,11 @@ def main() -> None:
             },
         )
         r.raise_for_status()
+        # A shared CPU can be slow: wait up to an hour, polling slowly so we do not compete.
         tuned_job = wait(
-            lambda: (j := Job.objects.get(pk=r.json()["id"])).is_finished and j, interval=2.0
+            lambda: (j := Job.objects.get(pk=r.json()["id"])).is_finished and j,
+            timeout=3600,
+            interval=2.0,
         )
         assert tuned_job.status == "succeeded", (tuned_job.error, tuned_job.error_traceback)
         tuned = tuned_job.result_model
@@ -175,7 +178,9 @@ def main() -> None:
         )
         r.raise_for_status()
         job = wait(
-            lambda: (j := Job.objects.get(pk=r.json()["id"])).is_finished and j, interval=1.0
+            lambda: (j := Job.objects.get(pk=r.json()["id"])).is_finished and j,
+            timeout=3600,
+            interval=1.0,
         )
         assert job.status == "succeeded", (job.error, job.error_traceback)
         stack_wall = job.finished_at.timestamp() - t0
@@ -206,7 +211,10 @@ def main() -> None:
         for p in procs:
             p.terminate()
         for p in procs:
-            p.wait(timeout=30)
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
         redis.stop()
         shutil.rmtree(work, ignore_errors=True)
 
