@@ -13,7 +13,7 @@ from jobs.models import Job
 from llmweb.evaluations.comparison import comparison_table, pareto_front
 from llmweb.evaluations.models import Evaluation
 from llmweb.evaluations.services import evaluation_record, evaluation_record_from_training
-from tests.jobs.factories import job_record, ready_dataset, sms_rows
+from tests.factories import job_record, ready_dataset, sms_rows
 
 SAMPLES = [
     {"i": 0, "input": "win cash", "true": "spam", "pred": "ham", "loss": 2.5, "correct": False},
@@ -283,7 +283,7 @@ def test_saved_predictions_are_rescored_without_the_model(
 def test_a_viewer_cannot_rescore(api, alice, team, sms, tmp_path, settings):
     from llmweb.accounts import services as accounts
     from llmweb.accounts.models import Role
-    from tests.conftest import make_user
+    from tests.factories import make_user
 
     settings.STORAGE_DIR = tmp_path
     make_user("vera")

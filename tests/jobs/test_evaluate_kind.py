@@ -7,7 +7,7 @@ import pytest
 
 from jobs.models import Job, JobEvent
 from llmweb.evaluations.models import Evaluation
-from tests.jobs.factories import classifier_model, ready_dataset, sms_rows
+from tests.factories import classifier_model, ready_dataset, sms_rows
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

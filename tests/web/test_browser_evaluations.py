@@ -9,13 +9,11 @@ import pytest
 
 from jobs.models import Job
 from llmweb.evaluations.models import Evaluation
-from tests.jobs.factories import classifier_model, ready_dataset, sms_rows
-from tests.support import wait_for
-from tests.web.conftest import login, needs_chromium
+from tests.factories import classifier_model, ready_dataset, sms_rows
+from tests.support import browser_login, wait_for
 
 pytestmark = [
     pytest.mark.browser,
-    needs_chromium,
     pytest.mark.slow,
     pytest.mark.django_db(transaction=True),
 ]
@@ -28,7 +26,7 @@ def test_evaluate_two_models_compare_them_and_filter_samples_by_a_cell(
     sms = ready_dataset(team, "classification", sms_rows(60), name="sms")
     small = classifier_model(team, ["ham", "spam"], name="small", seed=1, hidden=16)
     large = classifier_model(team, ["spam", "ham"], name="large", seed=2, hidden=64)
-    login(page, base, "alice")
+    browser_login(page, base, "alice")
 
     page.goto(base + "/jobs/new/?type=evaluate")
     page.select_option("#id_type", "evaluate")

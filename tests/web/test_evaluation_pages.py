@@ -9,7 +9,7 @@ import pytest
 
 from llmweb.catalog.models import RegisteredModel
 from llmweb.evaluations.services import evaluation_record
-from tests.jobs.factories import job_record, ready_dataset, sms_rows
+from tests.factories import job_record, ready_dataset, sms_rows
 
 pytestmark = pytest.mark.django_db
 

@@ -27,10 +27,12 @@ from jobs.engine.models import (
     validate_model_folder,
 )
 from jobs.engine.presets import preset_param_count
+from tests.factories import tiny_preset_folder, zip_folder
+from tests.support import ROOT, shared_data
 
-SHAKESPEARE = Path(__file__).resolve().parents[2] / "llmweb/catalog/samples/tinyshakespeare.txt"
+SHAKESPEARE = shared_data("tinyshakespeare.txt")
 MB = 1 << 20
-REPO = Path(__file__).resolve().parents[2]
+REPO = ROOT
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +44,7 @@ def lines() -> list[str]:
 @pytest.fixture(scope="module")
 def gpt2_tiny(tmp_path_factory, lines) -> Path:
     out = tmp_path_factory.mktemp("presets") / "gpt2-tiny"
-    create_preset_model(family="gpt2", size="tiny", out_dir=out, texts=iter(lines), vocab_size=1000)
-    return out
+    return tiny_preset_folder(out, texts=iter(lines), vocab_size=1000)
 
 
 def _leftovers(dest: Path) -> list[str]:
@@ -51,15 +52,6 @@ def _leftovers(dest: Path) -> list[str]:
     inside = sorted(p.name for p in dest.iterdir()) if dest.exists() else []
     beside = sorted(p.name for p in dest.parent.iterdir() if p.name != dest.name)
     return inside + beside
-
-
-def _zip_folder(folder: Path, archive: Path, *, top: str | None = "my-model") -> Path:
-    with zipfile.ZipFile(archive, "w") as zf:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                rel = path.relative_to(folder).as_posix()
-                zf.write(path, f"{top}/{rel}" if top else rel)
-    return archive
 
 
 # The bundled encoder
@@ -211,7 +203,7 @@ def test_saved_classifier_is_inspected_with_its_labels(tmp_path, gpt2_tiny):
 
 
 def test_upload_of_a_wrapped_zip_validates_and_lands_in_dest(tmp_path, gpt2_tiny):
-    archive = _zip_folder(gpt2_tiny, tmp_path / "upload.zip")
+    archive = zip_folder(gpt2_tiny, tmp_path / "upload.zip", prefix="my-model")
     dest = tmp_path / "store" / "model-1"
     info = unpack_and_validate_upload(archive, dest, max_total_bytes=50 * MB)
     assert info.path == str(dest) and info.task == "causal-lm"
@@ -294,7 +286,7 @@ def test_hostile_upload_is_refused_and_leaves_dest_empty(tmp_path, gpt2_tiny, ca
     folder = tmp_path / "src"
     shutil.copytree(gpt2_tiny, folder)
     mutate(folder)
-    archive = _zip_folder(folder, tmp_path / "upload.zip")
+    archive = zip_folder(folder, tmp_path / "upload.zip", prefix="my-model")
     dest = tmp_path / "store" / "model"
     dest.mkdir(parents=True)
     with pytest.raises(EngineError) as e:
@@ -304,7 +296,7 @@ def test_hostile_upload_is_refused_and_leaves_dest_empty(tmp_path, gpt2_tiny, ca
 
 
 def test_zip_with_parent_member_is_refused(tmp_path, gpt2_tiny):
-    archive = _zip_folder(gpt2_tiny, tmp_path / "upload.zip", top=None)
+    archive = zip_folder(gpt2_tiny, tmp_path / "upload.zip", prefix=None)
     with zipfile.ZipFile(archive, "a") as zf:
         zf.writestr("../escape.txt", "gotcha")
     dest = tmp_path / "store" / "model"
@@ -317,7 +309,7 @@ def test_zip_with_parent_member_is_refused(tmp_path, gpt2_tiny):
 
 
 def test_upload_over_the_size_limit_is_refused(tmp_path, gpt2_tiny):
-    archive = _zip_folder(gpt2_tiny, tmp_path / "upload.zip")
+    archive = zip_folder(gpt2_tiny, tmp_path / "upload.zip", prefix="my-model")
     dest = tmp_path / "store" / "model"
     with pytest.raises(EngineError) as e:
         unpack_and_validate_upload(archive, dest, max_total_bytes=MB)
@@ -329,7 +321,7 @@ def test_archive_with_two_models_is_refused(tmp_path, gpt2_tiny):
     both = tmp_path / "both"
     shutil.copytree(gpt2_tiny, both / "a")
     shutil.copytree(gpt2_tiny, both / "b")
-    archive = _zip_folder(both, tmp_path / "upload.zip", top=None)
+    archive = zip_folder(both, tmp_path / "upload.zip", prefix=None)
     with pytest.raises(EngineError) as e:
         unpack_and_validate_upload(archive, tmp_path / "dest", max_total_bytes=50 * MB)
     assert e.value.code == "ambiguous_archive"

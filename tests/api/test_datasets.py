@@ -8,14 +8,8 @@ import pytest
 
 from llmweb.accounts import services as accounts
 from llmweb.catalog.models import Dataset
-from tests.catalog.datasets_support import (
-    csv_bytes,
-    files_under,
-    post_dataset,
-    process_now,
-    upload_file,
-)
-from tests.conftest import make_user, shared_data
+from tests.factories import csv_bytes, make_user, process_now, upload_file
+from tests.support import files_under, post_dataset, shared_data
 
 pytestmark = pytest.mark.django_db
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from jobs.engine.base import EngineError
@@ -16,9 +14,10 @@ from jobs.engine.presets import (
     preset_param_count,
 )
 from jobs.engine.tokenizers_train import train_tokenizer
+from tests.support import ROOT, shared_data
 
-SHAKESPEARE = Path(__file__).resolve().parents[2] / "llmweb/catalog/samples/tinyshakespeare.txt"
-REPO = Path(__file__).resolve().parents[2]
+SHAKESPEARE = shared_data("tinyshakespeare.txt")
+REPO = ROOT
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ from __future__ import annotations
 from rest_framework.test import APIClient
 
 from llmweb.accounts import services
+from llmweb.accounts.models import Membership, Role
 
 
 def test_me_lists_my_teams(api, alice, team):
@@ -13,7 +14,9 @@ def test_me_lists_my_teams(api, alice, team):
 
 def test_anonymous_gets_401_with_detail():
     r = APIClient().get("/api/v1/me/")
-    assert r.status_code in (401, 403) and "detail" in r.json()
+    assert r.status_code == 401 and r.json()["detail"]
+    # A 401 names the scheme a script should use.
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
 
 
 def test_token_authenticates_a_script(alice, team):
@@ -103,3 +106,17 @@ def test_openapi_schema_lists_endpoints(client, alice):
     assert "/api/v1/me/" in paths and "/api/v1/teams/{id}/members/" in paths
     docs = client.get("/api/docs/")
     assert docs.status_code == 200 and b"swagger-ui" in docs.content.lower()
+
+
+def test_an_outsider_can_neither_change_nor_remove_a_member(api, team, bob, charlie):
+    url = f"/api/v1/teams/{team.id}/members/{bob.id}/"
+    assert api(charlie).patch(url, {"role": "viewer"}, format="json").status_code == 404
+    assert api(charlie).delete(url).status_code == 404
+    # Re-read from the database: bob is still a member, with his role.
+    assert Membership.objects.get(team=team, user=bob).role == Role.MEMBER
+
+
+def test_a_member_cannot_remove_another_member(api, team, alice, bob):
+    r = api(bob).delete(f"/api/v1/teams/{team.id}/members/{alice.id}/")
+    assert r.status_code == 403 and r.json()["detail"]
+    assert Membership.objects.filter(team=team, user=alice, role=Role.OWNER).exists()

@@ -10,8 +10,8 @@ from llmweb.accounts import services as accounts
 from llmweb.accounts.models import Role
 from llmweb.catalog.models import Dataset, RegisteredModel
 from llmweb.catalog.services.model_facts import preset_param_count_exact
-from tests.catalog.models_support import zip_members
-from tests.jobs.factories import job_record
+from tests.factories import job_record
+from tests.support import zip_members
 
 
 @pytest.fixture
@@ -122,6 +122,9 @@ def test_card_can_be_edited(api, alice, uploaded):
         f"/api/v1/models/{uploaded.pk}/", {"card": "# Tiny\nBetter now."}, format="json"
     )
     assert r.status_code == 200 and r.json()["card"] == "# Tiny\nBetter now."
+    uploaded.refresh_from_db()
+    assert uploaded.card == "# Tiny\nBetter now."
+    assert api(alice).get(f"/api/v1/models/{uploaded.pk}/").json()["card"] == uploaded.card
 
 
 def test_delete_is_refused_with_409_while_a_queued_job_uses_it(api, alice, team, uploaded):
@@ -197,3 +200,35 @@ def test_openapi_documents_the_model_endpoints(client, alice):
         assert path in paths, path
     create = paths["/api/v1/models/"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/json"} <= set(create)
+
+
+def _preset(client, team_id: int, **tokenizer):
+    body = {"source": "preset", "family": "gpt2", "size": "tiny", "team": team_id, **tokenizer}
+    return client.post("/api/v1/models/", body, format="json")
+
+
+def test_a_preset_tokenizer_cannot_be_trained_on_another_teams_dataset(
+    api, alice, team, charlie, charlie_team
+):
+    theirs = Dataset.objects.create(
+        team=charlie_team, name="theirs", schema="causal-lm", status="ready"
+    )
+    before = RegisteredModel.objects.count()
+    # An outsider's id reads as "not found", not as "forbidden".
+    r = _preset(api(alice), team.pk, tokenizer_dataset=theirs.pk, vocab_size=512)
+    assert r.status_code == 404 and r.json()["detail"]
+    # A person in both teams still cannot mix them: the dataset must be in the model's team.
+    accounts.team_invite(by=charlie, team=charlie_team, username="alice", role=Role.MEMBER)
+    r = _preset(api(alice), team.pk, tokenizer_dataset=theirs.pk, vocab_size=512)
+    assert r.status_code == 400 and "not in this team" in r.json()["detail"]
+    assert RegisteredModel.objects.count() == before
+
+
+def test_a_preset_tokenizer_cannot_be_copied_from_another_teams_model(
+    api, alice, team, charlie_team
+):
+    theirs = RegisteredModel.objects.get(team=charlie_team, source="bundled")
+    before = RegisteredModel.objects.count()
+    r = _preset(api(alice), team.pk, tokenizer_model=theirs.pk)
+    assert r.status_code == 404 and r.json()["detail"]
+    assert RegisteredModel.objects.count() == before

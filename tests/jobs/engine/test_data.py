@@ -20,13 +20,13 @@ from jobs.engine.data import (
     stats_warnings,
     suggest_mapping,
 )
+from tests.support import shared_data
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-SHARED = Path(__file__).resolve().parents[2] / "llmweb" / "catalog" / "samples"
-SMS = SHARED / "SMSSpamCollection.tsv"
-FRA = SHARED / "fra_eng_tatoeba_sample5k.tsv"
-CMN = SHARED / "cmn_eng_tatoeba_sample1k.tsv"
-SHAKESPEARE = SHARED / "tinyshakespeare.txt"
+SMS = shared_data("SMSSpamCollection.tsv")
+FRA = shared_data("fra_eng_tatoeba_sample5k.tsv")
+CMN = shared_data("cmn_eng_tatoeba_sample1k.tsv")
+SHAKESPEARE = shared_data("tinyshakespeare.txt")
 
 
 def head(path: Path, n: int) -> str:
