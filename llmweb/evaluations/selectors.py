@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.http import Http404
 
 from llmweb.core.errors import DomainError
+from llmweb.core.ids import MAX_ID
 from llmweb.evaluations.comparison import comparison_table
 from llmweb.evaluations.models import Evaluation
 
@@ -105,9 +106,12 @@ def _ids(raw: Any) -> list[int]:
         return []
     items = raw.split(",") if isinstance(raw, str) else list(raw)
     try:
-        return [int(str(item).strip()) for item in items if str(item).strip()]
+        ids = [int(str(item).strip()) for item in items if str(item).strip()]
     except ValueError:
         raise DomainError("models must be a comma-separated list of ids.", param="models") from None
+    if any(not 0 < i < MAX_ID for i in ids):
+        raise DomainError("models must be positive ids.", param="models")
+    return ids
 
 
 def evaluation_row(evaluation: Evaluation) -> dict[str, Any]:
@@ -144,9 +148,12 @@ def comparison_for_user(*, user, models: Any = None, dataset: Any = None) -> dic
     qs = evaluation_list_for_user(user=user)
     if dataset not in (None, ""):
         try:
-            qs = qs.filter(dataset_id=int(dataset))
+            dataset_id = int(dataset)
         except (TypeError, ValueError):
             raise DomainError("dataset must be an id.", param="dataset") from None
+        if not 0 < dataset_id < MAX_ID:
+            raise DomainError("dataset must be a positive id.", param="dataset")
+        qs = qs.filter(dataset_id=dataset_id)
     if model_ids:
         qs = qs.filter(model_id__in=model_ids)
         if dataset in (None, ""):

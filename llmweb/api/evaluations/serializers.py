@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from jobs.engine.rescoring import rescore_metrics
 from jobs.kinds.evaluate import MAX_MODELS
+from llmweb.core.ids import MAX_ID
 from llmweb.evaluations.models import Evaluation
 
 
@@ -71,13 +72,17 @@ class EvaluationCreateSerializer(serializers.Serializer):
     ``evaluate``; ``split`` may be given at the top level or in ``params``."""
 
     models = serializers.ListField(
-        child=serializers.IntegerField(min_value=1), min_length=1, max_length=MAX_MODELS
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+        min_length=1,
+        max_length=MAX_MODELS,
     )
-    dataset = serializers.IntegerField(min_value=1)
+    dataset = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     split = serializers.CharField(required=False, allow_blank=False)
     params = serializers.DictField(required=False, default=dict)
     name = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
-    team = serializers.IntegerField(required=False, allow_null=True, default=None)
+    team = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=1, max_value=MAX_ID
+    )
 
 
 class SamplesQuerySerializer(serializers.Serializer):
@@ -85,5 +90,13 @@ class SamplesQuerySerializer(serializers.Serializer):
     true = serializers.CharField(required=False, allow_blank=True, default="")
     pred = serializers.CharField(required=False, allow_blank=True, default="")
     correct = serializers.BooleanField(required=False, allow_null=True, default=None)
-    offset = serializers.IntegerField(required=False, min_value=0, default=0)
+    offset = serializers.IntegerField(required=False, min_value=0, max_value=MAX_ID, default=0)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=500, default=50)
+
+
+class EvaluationFilterSerializer(serializers.Serializer):
+    """``GET /api/v1/evaluations/`` filters; bad values are a 400, never a 500."""
+
+    model = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    dataset = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    split = serializers.CharField(required=False, max_length=20)

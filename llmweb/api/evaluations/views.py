@@ -5,7 +5,13 @@ dataset's leaderboard. Everything is read through the evaluations selectors (tea
 from __future__ import annotations
 
 from django.http import FileResponse, Http404
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -16,6 +22,7 @@ from jobs.errors import JobError
 from llmweb.accounts.selectors import team_get_for_user
 from llmweb.api.evaluations.serializers import (
     EvaluationCreateSerializer,
+    EvaluationFilterSerializer,
     EvaluationSerializer,
     SamplesQuerySerializer,
 )
@@ -44,13 +51,17 @@ class EvaluationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
     def get_queryset(self):
         qs = selectors.evaluation_list_for_user(user=self.request.user)
-        params = self.request.query_params
-        if model := params.get("model"):
-            qs = qs.filter(model_id=model)
-        if dataset := params.get("dataset"):
-            qs = qs.filter(dataset_id=dataset)
-        if split := params.get("split"):
-            qs = qs.filter(split=split)
+        if self.action != "list":
+            return qs
+        given = EvaluationFilterSerializer(data=self.request.query_params)
+        given.is_valid(raise_exception=True)
+        v = given.validated_data
+        if "model" in v:
+            qs = qs.filter(model_id=v["model"])
+        if "dataset" in v:
+            qs = qs.filter(dataset_id=v["dataset"])
+        if v.get("split"):
+            qs = qs.filter(split=v["split"])
         return qs
 
     def get_object(self):
@@ -96,7 +107,17 @@ class EvaluationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             OpenApiParameter("correct", bool),
             OpenApiParameter("offset", int),
             OpenApiParameter("limit", int),
-        ]
+        ],
+        responses=inline_serializer(
+            "EvaluationSamples",
+            {
+                "count": serializers.IntegerField(),
+                "offset": serializers.IntegerField(),
+                "limit": serializers.IntegerField(),
+                "next_offset": serializers.IntegerField(allow_null=True),
+                "results": serializers.ListField(child=serializers.DictField()),
+            },
+        ),
     )
     @action(detail=True, methods=["get"])
     def samples(self, request, pk=None):
@@ -139,6 +160,13 @@ class EvaluationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         )
         return Response(EvaluationSerializer(evaluation, context={"request": request}).data)
 
+    @extend_schema(
+        responses={
+            (200, "application/jsonl"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="the per-sample rows, one JSON object a line"
+            )
+        }
+    )
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):
         """The per-sample rows as the JSONL file the engine wrote."""
@@ -161,7 +189,8 @@ class CompareApi(APIView):
         parameters=[
             OpenApiParameter("models", str, description="comma-separated model ids (2-6)"),
             OpenApiParameter("dataset", int, description="dataset id"),
-        ]
+        ],
+        responses=OpenApiTypes.OBJECT,
     )
     def get(self, request):
         return Response(

@@ -7,14 +7,14 @@ from django.urls import path
 from llmweb.web.evaluations import views
 
 urlpatterns = [
-    path("evaluations/<int:evaluation_id>/", views.evaluation_detail, name="evaluation-page"),
+    path("evaluations/<id:evaluation_id>/", views.evaluation_detail, name="evaluation-page"),
     path(
-        "evaluations/<int:evaluation_id>/samples.jsonl",
+        "evaluations/<id:evaluation_id>/samples.jsonl",
         views.evaluation_download,
         name="evaluation-download",
     ),
     path(
-        "evaluations/<int:evaluation_id>/rescore/",
+        "evaluations/<id:evaluation_id>/rescore/",
         views.evaluation_rescore,
         name="evaluation-rescore",
     ),
