@@ -352,6 +352,7 @@ def ws_job_connect(
 
 # --- browser -------------------------------------------------------------------------------
 
+
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
