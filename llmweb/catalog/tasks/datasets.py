@@ -251,11 +251,21 @@ def process_dataset_task(self, dataset_id: int) -> str:
         log.info("dataset %s was deleted while processing; stopped", dataset_id)
         dataset.delete_files()
 
+    def gone() -> bool:
+        return not Dataset.objects.filter(pk=dataset_id).exists()
+
     def failed(error: dict, traceback: str) -> None:
+        # A delete removes the folder the engine is writing into; the error that follows
+        # (a missing file) is the delete's doing, not a fault of the data.
+        if gone():
+            cancelled()
+            return
         services.dataset_mark_failed(dataset_id=dataset_id, error=error)
 
     with heartbeat(dataset):
         ran = run_guarded(work, what="Processing", on_failed=failed, on_cancelled=cancelled)
+    if ran.state == "failed" and gone():
+        return "cancelled"
     if ran.state != "succeeded":
         return ran.state
     result = ran.value
