@@ -192,8 +192,10 @@ def accuracy(model, tok, split, max_length: int) -> float:
 
 
 def start_stack(work: Path) -> tuple[dict, list[subprocess.Popen], object]:
+    from llmweb.core.instance import instance_name
     from llmweb.devtools.redis import ensure_redis, free_port
     from llmweb.devtools.server import asgi_command
+    from llmweb.devtools.workers import worker_command
 
     redis = ensure_redis()
     env = {
@@ -222,22 +224,13 @@ def start_stack(work: Path) -> tuple[dict, list[subprocess.Popen], object]:
     log = open(work / "stack.log", "w")  # noqa: SIM115
     procs = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "llmweb",
-                "worker",
-                "-Q",
-                "bench-gpu",
-                "-c",
-                "1",
-                "-n",
-                "bench@%h",
-                "--without-gossip",
-                "--without-mingle",
-            ],
+            worker_command(
+                role="bench",
+                queues="bench-gpu",
+                instance=instance_name(work / "var", env=env),
+                concurrency=1,
+                quiet=True,
+            ),
             cwd=ROOT,
             env=env,
             stdout=log,

@@ -51,6 +51,22 @@ def _test_storage(tmp_path_factory):
     shutil.rmtree(storage, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Each test starts with no log-in failures, throttle history or sign-up counts.
+
+    That state lives in Redis under this session's prefix (the ``shared`` cache); only
+    those keys are removed, never the database, which other runs share.
+    """
+    import redis
+
+    prefix = settings.CACHES["shared"]["KEY_PREFIX"]
+    client = redis.Redis.from_url(settings.CACHES["shared"]["LOCATION"])
+    keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
 @pytest.fixture
 def alice(db):
     return make_user("alice")
@@ -126,7 +142,9 @@ def browser_page(live_server_proc):
         browser = p.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=support.CHROMIUM_ARGS
         )
-        page = browser.new_page()
+        # Playwright's wait_for_function compiles its predicate with eval, which our CSP
+        # forbids; test_browser_csp.py checks the pages under the real policy.
+        page = browser.new_page(bypass_csp=True)
         page.set_default_timeout(30_000)
         yield page
         browser.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework.request import Request
 
 from llmweb.accounts.models import Team
@@ -24,3 +25,17 @@ def request_team(request: Request, team_id: Any) -> Team:
     if team is None:
         raise DomainError("You are in no team; create one first.", code="no_team", param="team")
     return team
+
+
+DELETE_JOBS = OpenApiParameter(
+    "delete_jobs",
+    bool,
+    description="Also delete the finished jobs that used this record (their events and work "
+    "files; the models they made stay). Without it, a record used by jobs answers 409 with "
+    "the jobs listed.",
+)
+
+
+def query_flag(request: Request, name: str) -> bool:
+    """``?name=true|1|yes|on`` (any case) is True; anything else, or absent, is False."""
+    return str(request.query_params.get(name, "")).strip().lower() in ("1", "true", "yes", "on")
