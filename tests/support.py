@@ -77,6 +77,7 @@ class Worker:
         log: Path | None = None,
         beat: bool = False,
         env: dict[str, str] | None = None,
+        pool: str | None = None,
     ):
         self.name = f"test-{uuid.uuid4().hex[:8]}@localhost"
         self.log = log or Path(settings.VAR_DIR) / f"worker-{self.name.split('@')[0]}.log"
@@ -101,6 +102,8 @@ class Worker:
         ]
         if beat:
             args += ["-B", "-s", str(self.log.with_suffix(".beat"))]
+        if pool:
+            args += ["-P", pool]
         self.proc = subprocess.Popen(
             args,
             cwd=ROOT,
@@ -144,7 +147,7 @@ class Worker:
 class LiveServer:
     """The ASGI server (HTTP + websockets) the run command uses, on a free port."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = Path(settings.VAR_DIR) / f"server-{self.port}.log"
@@ -152,7 +155,7 @@ class LiveServer:
         self.proc = subprocess.Popen(
             asgi_command("127.0.0.1", self.port),
             cwd=ROOT,
-            env=child_env(),
+            env=child_env(**(env or {})),
             stdout=self._fh,
             stderr=subprocess.STDOUT,
             start_new_session=True,
