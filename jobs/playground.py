@@ -13,6 +13,7 @@ cancel channel, which the worker's decoding loop notices before its next step.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -159,13 +160,44 @@ def playground_request(
     return message
 
 
-def _enqueue(message: dict[str, Any], expires: float) -> None:
+def playground_queue_depth() -> int:
+    """Requests waiting on the inference queue (not counting those being served)."""
     from llmweb.celery import app
 
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        # kombu's Redis transport sums the queue's priority lists (with the key prefix);
+        # a queue nobody declared yet is empty.
+        size = getattr(channel, "_size", None)
+        return int(size(settings.LLMWEB_INFERENCE_QUEUE)) if size else 0
+
+
+def playground_check_capacity() -> int:
+    """The queue depth, or a 429 refusal (with a retry hint) when the queue is full.
+
+    Raises:
+        DomainError: ``queue_full`` (HTTP 429, ``retry_after`` seconds).
+    """
+    depth = playground_queue_depth()
+    if depth >= settings.LLMWEB_PLAYGROUND_MAX_QUEUE:
+        raise DomainError(
+            f"The inference queue is full ({depth} waiting); try again shortly.",
+            code="queue_full",
+            http_status=429,
+            retry_after=5,
+        )
+    return depth
+
+
+def _enqueue(message: dict[str, Any], expires: float) -> int:
+    from llmweb.celery import app
+
+    depth = playground_queue_depth()
     # expires: a request nobody picked up before the requester gave up is dropped, not
     # generated into a channel nobody reads.
     queue = settings.LLMWEB_INFERENCE_QUEUE
     app.send_task(GENERATE_TASK, args=[message], queue=queue, expires=expires)
+    return depth
 
 
 async def playground_cancel(request_id: str) -> None:
@@ -203,13 +235,13 @@ async def playground_stream(message: dict[str, Any]) -> AsyncIterator[dict[str, 
     finished = False
     try:
         try:
-            await asyncio.to_thread(_enqueue, message, start_timeout)
+            ahead = await asyncio.to_thread(_enqueue, message, start_timeout)
         except Exception:  # noqa: BLE001
             log.exception("could not queue playground request %s", rid)
             finished = True
             yield _error("queue_unavailable", "The inference queue cannot be reached.")
             return
-        yield {"type": "queued", "request_id": rid}
+        yield {"type": "queued", "request_id": rid, "position": ahead + 1}
         started = False
         while True:
             timeout = stall_timeout if started else start_timeout
@@ -242,3 +274,34 @@ async def playground_stream(message: dict[str, Any]) -> AsyncIterator[dict[str, 
     finally:
         if not finished:
             await playground_cancel(rid)
+
+
+async def playground_collect(message: dict[str, Any]) -> dict[str, Any]:
+    """Run a request to the end and gather it: ``{"tokens", "text", "done", "error"}``.
+
+    ``done`` is the worker's last event (``None`` after an error); ``error`` the error
+    event, if any. Cancelled with the caller (an HTTP client that went away).
+    """
+    tokens: list[dict[str, Any]] = []
+    pieces: list[str] = []
+    result: dict[str, Any] = {"tokens": tokens, "text": "", "done": None, "error": None}
+    async with contextlib.aclosing(playground_stream(message)) as events:
+        async for event in events:
+            if event["type"] == "token":
+                tokens.append(event)
+                pieces.append(event["text"])
+            elif event["type"] == "text":
+                pieces.append(event["text"])
+            elif event["type"] == "done":
+                result["done"] = event
+            elif event["type"] == "error":
+                result["error"] = event
+    result["text"] = "".join(pieces)
+    return result
+
+
+def error_status(code: str) -> int:
+    """The HTTP status of an ``error`` event: the worker or queue failing is a 503."""
+    if code in ("worker_lost", "no_worker", "queue_unavailable"):
+        return 503
+    return 500 if code == "internal" else 400

@@ -454,8 +454,15 @@ def _stop_cut(text: str, stops: Sequence[str]) -> int | None:
 
 
 def _token_str(tokenizer: Any, token_id: int) -> str:
-    """How a token reads on its own (``Ġthe`` → `` the``), for the per-token view."""
-    return str(tokenizer.decode([token_id], skip_special_tokens=False))
+    """How a token reads on its own (``Ġthe`` → `` the``), for the per-token view.
+
+    A byte that is only part of a character decodes to U+FFFD; those keep their
+    vocabulary spelling so that alternatives stay distinguishable.
+    """
+    text = str(tokenizer.decode([token_id], skip_special_tokens=False))
+    if "\ufffd" in text:
+        return str(tokenizer.convert_ids_to_tokens(token_id))
+    return text
 
 
 def classify(model: Any, tokenizer: Any, text: str | Sequence[str]) -> list[dict[str, Any]]:

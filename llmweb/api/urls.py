@@ -9,6 +9,7 @@ from llmweb.api.accounts import views as accounts
 from llmweb.api.datasets import views as datasets
 from llmweb.api.jobs import views as jobs
 from llmweb.api.models import views as models
+from llmweb.api.playground import views as playground
 
 router = DefaultRouter()
 router.register("teams", accounts.TeamViewSet, basename="team")
@@ -21,5 +22,7 @@ urlpatterns = [
     path("me/", accounts.MeApi.as_view(), name="api-me"),
     path("presets/", models.PresetListApi.as_view(), name="api-presets"),
     path("job-kinds/", jobs.JobKindListApi.as_view(), name="api-job-kinds"),
+    path("models/<int:pk>/generate/", playground.model_generate, name="api-model-generate"),
+    path("models/<int:pk>/classify/", playground.model_classify, name="api-model-classify"),
     path("", include(router.urls)),
 ]
