@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -305,3 +307,37 @@ def error_status(code: str) -> int:
     if code in ("worker_lost", "no_worker", "queue_unavailable"):
         return 503
     return 500 if code == "internal" else 400
+
+
+def has_chat_template(folder: Path) -> bool:
+    """Whether a model folder's tokenizer carries a chat template (read without loading it:
+    transformers 5 writes ``chat_template.jinja``, older folders keep it in the config)."""
+    if (folder / "chat_template.jinja").is_file():
+        return True
+    try:
+        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(isinstance(config, dict) and config.get("chat_template"))
+
+
+def playground_models(*, user: Any, team: Any) -> list[dict[str, Any]]:
+    """The team's ready models the playground can run, with the modes each offers."""
+    rows = []
+    qs = model_list_for_user(user=user, team=team).filter(status=ModelStatus.READY)
+    for m in qs.order_by("name", "-version"):
+        modes = list(serving_modes(m.task))
+        if not modes:
+            continue
+        if "chat" in modes and not has_chat_template(Path(m.artifact_dir)):
+            modes.remove("chat")
+        rows.append(
+            {
+                "id": m.pk,
+                "label": f"{m.name} v{m.version}",
+                "task": m.task,
+                "modes": modes,
+                "source": m.source,
+            }
+        )
+    return rows
