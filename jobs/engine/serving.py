@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -453,15 +454,26 @@ def _stop_cut(text: str, stops: Sequence[str]) -> int | None:
     return min(found) if found else None
 
 
+_TOKEN_STRINGS: weakref.WeakKeyDictionary[Any, dict[int, str]] = weakref.WeakKeyDictionary()
+
+
 def _token_str(tokenizer: Any, token_id: int) -> str:
     """How a token reads on its own (``Ġthe`` → `` the``), for the per-token view.
 
     A byte that is only part of a character decodes to U+FFFD; those keep their
-    vocabulary spelling so that alternatives stay distinguishable.
+    vocabulary spelling so that alternatives stay distinguishable. Cached per tokenizer:
+    each step asks for the token and its alternatives, mostly the same few hundred ids.
     """
-    text = str(tokenizer.decode([token_id], skip_special_tokens=False))
-    if "\ufffd" in text:
-        return str(tokenizer.convert_ids_to_tokens(token_id))
+    try:
+        known = _TOKEN_STRINGS.setdefault(tokenizer, {})
+    except TypeError:  # not weak-referenceable: no cache
+        known = {}
+    text = known.get(token_id)
+    if text is None:
+        text = str(tokenizer.decode([token_id], skip_special_tokens=False))
+        if "\ufffd" in text:
+            text = str(tokenizer.convert_ids_to_tokens(token_id))
+        known[token_id] = text
     return text
 
 
