@@ -203,7 +203,7 @@ def stack(env: dict, folder: Path, tokens: int, streams: int) -> dict:
                 if ev["type"] == "token":
                     times.append(time.perf_counter())
                     if stop_after is not None and len(times) == stop_after:
-                        stop_sent = time.perf_counter()
+                        stop_sent = time.time()
                         await ws.send(json.dumps({"type": "stop", "id": rid}))
                 elif ev["type"] in ("done", "error"):
                     done = ev
@@ -222,16 +222,18 @@ def stack(env: dict, folder: Path, tokens: int, streams: int) -> dict:
         wall = max(m["end"] for m in many) - start
         agg = sum(len(m["times"]) for m in many) / wall
         stop = await one("stop", 4000, stop_after=20)
-        step = (stop["times"][-1] - stop["times"][0]) / max(1, len(stop["times"]) - 1)
-        after = len([t for t in stop["times"] if t > stop["stop_sent"]])
+        done = stop["done"]
+        # The worker's clock (same host): Stop sent -> decoding ended, in decoding steps.
+        latency = done["stopped_at"] - stop["stop_sent"]
+        step = 1 / done["tokens_per_second"]
         return {
             "stack_ttft": ttft,
             "stack_tps": tps,
             "agg_tps": agg,
-            "stop_seconds": stop["end"] - stop["stop_sent"],
-            "stop_steps": (stop["end"] - stop["stop_sent"]) / step,
-            "tokens_after_stop": after,
-            "stop_reason": stop["done"].get("finish_reason"),
+            "stop_seconds": latency,
+            "stop_steps": latency / step,
+            "stop_in_process": done["stopped_at"] - done["stop_received_at"],
+            "stop_reason": done.get("finish_reason"),
         }
 
     return asyncio.run(run())

@@ -76,7 +76,7 @@ def serve(message: dict[str, Any]) -> str:
 
 def _run(message: dict[str, Any], stream: ReplyStream) -> dict[str, Any]:
     from jobs.engine.sampling import SamplingParams, check_mode
-    from jobs.engine.serving import chat_input_ids, classify, stream_generate
+    from jobs.engine.serving import attention_map, chat_input_ids, classify, stream_generate
 
     info = message["model"]
     cache = model_cache()
@@ -107,6 +107,17 @@ def _run(message: dict[str, Any], stream: ReplyStream) -> dict[str, Any]:
         }
         stream.send(done)
         return done
+    if mode == "attention":
+        start = time.perf_counter()
+        attention = attention_map(loaded, message.get("prompt") or "")
+        done = {
+            "type": "done",
+            "finish_reason": "stop",
+            "attention": attention,
+            "seconds": time.perf_counter() - start,
+        }
+        stream.send(done)
+        return done
     params = SamplingParams.from_dict(message.get("params") or {})
     input_ids = None
     if mode == "chat":
@@ -120,6 +131,14 @@ def _run(message: dict[str, Any], stream: ReplyStream) -> dict[str, Any]:
         params=params,
         should_stop=stream.cancelled.is_set,
     ):
+        if event["type"] == "done" and event["finish_reason"] == "cancelled":
+            # Wall-clock times (same clock as the requester's on one host): when the Stop
+            # reached this process and when decoding ended; bench/generate.py reads them.
+            event = {
+                **event,
+                "stop_received_at": stream.cancel_received_at,
+                "stopped_at": time.time(),
+            }
         stream.send(event)
         if event["type"] == "done":
             done = event

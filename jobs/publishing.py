@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -97,6 +98,7 @@ class ReplyStream:
         self.reply_channel = reply_channel
         self.cancel_channel = cancel_channel
         self.cancelled = threading.Event()
+        self.cancel_received_at: float | None = None  # wall clock, for the Stop benchmark
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._bridge = _Bridge.get()
         self._done = asyncio.run_coroutine_threadsafe(self._pump(), self._bridge.loop)
@@ -148,4 +150,5 @@ class ReplyStream:
 
     async def _listen(self, layer: Any) -> None:
         await layer.receive(self.cancel_channel)
+        self.cancel_received_at = time.time()
         self.cancelled.set()

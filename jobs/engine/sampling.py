@@ -82,7 +82,7 @@ class SamplingParams:
         return p.from_params(cls, dict(values))
 
 
-MODES = ("completion", "chat", "seq2seq", "classify")
+MODES = ("completion", "chat", "seq2seq", "classify", "attention")
 
 
 def check_mode(mode: str, task: str, *, has_chat_template: bool | None = None) -> None:
@@ -114,8 +114,8 @@ def check_mode(mode: str, task: str, *, has_chat_template: bool | None = None) -
 def serving_modes(task: str) -> tuple[str, ...]:
     """The playground modes a model of ``task`` offers (chat only with a template)."""
     return {
-        "causal-lm": ("completion", "chat"),
-        "seq2seq": ("seq2seq",),
-        "classification": ("classify",),
+        "causal-lm": ("completion", "chat", "attention"),
+        "seq2seq": ("seq2seq", "attention"),
+        "classification": ("classify", "attention"),
         "pair-classification": ("classify",),
     }.get(task, ())

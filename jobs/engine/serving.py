@@ -96,7 +96,7 @@ class ModelCache:
         self._loader = loader or (lambda path, task: load_for_task(path, task))
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
-        self._loading: dict[str, threading.Lock] = {}
+        self._load_lock = threading.Lock()
 
     def __contains__(self, key: object) -> bool:
         return key in self._models
@@ -118,9 +118,10 @@ class ModelCache:
             if key in self._models:
                 self._models.move_to_end(key)
                 return self._models[key]
-            load_lock = self._loading.setdefault(key, threading.Lock())
-        # Two requests for one cold model load it once: the second waits for the first.
-        with load_lock:
+        # One load at a time: two requests for one cold model load it once, memory never
+        # holds two half-loaded models, and transformers' lazy imports (not thread-safe
+        # on first touch) are never raced.
+        with self._load_lock:
             with self._lock:
                 if key in self._models:
                     self._models.move_to_end(key)
@@ -129,7 +130,6 @@ class ModelCache:
             with self._lock:
                 self._evict_for(loaded.nbytes)
                 self._models[key] = loaded
-                self._loading.pop(key, None)
         return loaded
 
     def _load(self, key: str, path: str, task: str) -> LoadedModel:
@@ -495,3 +495,49 @@ def classify(model: Any, tokenizer: Any, text: str | Sequence[str]) -> list[dict
         for i, p in enumerate(probs.tolist())
     ]
     return sorted(rows, key=lambda r: -r["probability"])
+
+
+MAX_ATTENTION_TOKENS = 128
+
+
+def attention_map(
+    loaded: LoadedModel, text: str, *, max_tokens: int = MAX_ATTENTION_TOKENS
+) -> Event:
+    """Attention weights of every layer and head over ``text`` (at most ``max_tokens``).
+
+    Eager attention only for this forward pass (the fused kernels do not return weights);
+    the model's own implementation is restored after, under the model's lock so two such
+    requests do not interleave. Weights are quantised to bytes (0..255 = 0..1) and sent as
+    base64: ``{"tokens", "layers", "heads", "size", "data"}`` with ``data`` laid out
+    (layer, head, query, key). For encoder-decoder models the encoder's self-attention.
+    """
+    import base64
+
+    import torch
+
+    model, tok = loaded.model, loaded.tokenizer
+    ids = tok(text or "", truncation=True, max_length=max_tokens)["input_ids"][:max_tokens]
+    if not ids:
+        raise EngineError("Type some text to look at.", code="empty_prompt", param="prompt")
+    input_ids = torch.tensor([ids], dtype=torch.long, device=model.device)
+    seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
+    with loaded.lock:
+        previous = getattr(model.config, "_attn_implementation", None) or "sdpa"
+        model.set_attn_implementation("eager")
+        try:
+            with torch.inference_mode():
+                target = model.get_encoder() if seq2seq else model
+                out = target(input_ids=input_ids, output_attentions=True)
+        finally:
+            model.set_attn_implementation(previous)
+    if not out.attentions:
+        raise EngineError("This model does not expose attention weights.", code="no_attention")
+    weights = torch.stack([a[0].float() for a in out.attentions])  # (L, H, T, T)
+    quantised = (weights.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    return {
+        "tokens": [_token_str(tok, i) for i in ids],
+        "layers": int(weights.shape[0]),
+        "heads": int(weights.shape[1]),
+        "size": len(ids),
+        "data": base64.b64encode(quantised.tobytes()).decode("ascii"),
+    }

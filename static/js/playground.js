@@ -44,6 +44,7 @@
     $("pg-export").hidden = !chatMode;
     $("pg-prompt").placeholder = {
       chat: "Your message…", classify: "Type a text: the bars follow as you type",
+      attention: "Text to look at (up to 128 tokens): a heatmap per layer and head",
       seq2seq: "Text to transform (e.g. translate)…",
     }[$("pg-mode").value] || "Type a prompt…";
   }
@@ -158,6 +159,7 @@
   function done(id, ev) {
     const run = runs[id];
     if (ev.labels) bars(run.panel, ev.labels);
+    if (ev.attention) heatmap(run.panel, ev.attention);
     if (ev.tokens_per_second) {
       run.panel.querySelector(".pg-tps").textContent = `${ev.tokens_per_second.toFixed(1)} tok/s`;
     }
@@ -192,6 +194,52 @@
       line.querySelector(".pg-bar-pct").textContent = `${pct}%`;
       box.append(line);
     }
+  }
+
+  // ---- attention heatmap: data is bytes (0..255) laid out (layer, head, query, key) ----
+  function heatmap(panel, att) {
+    const bytes = Uint8Array.from(atob(att.data), (c) => c.charCodeAt(0));
+    const box = panel.querySelector(".pg-bars");
+    box.innerHTML = "";
+    const controls = document.createElement("div");
+    controls.className = "pg-att-controls";
+    const layer = document.createElement("select");
+    const head = document.createElement("select");
+    layer.className = "pg-att-layer";
+    head.className = "pg-att-head";
+    for (let l = 0; l < att.layers; l++) layer.add(new Option(`layer ${l}`, String(l)));
+    for (let h = 0; h < att.heads; h++) head.add(new Option(`head ${h}`, String(h)));
+    const info = document.createElement("span");
+    info.className = "muted pg-att-info";
+    controls.append(layer, head, info);
+    const n = att.size;
+    const cell = Math.max(2, Math.min(12, Math.floor(480 / n)));
+    const canvas = document.createElement("canvas");
+    canvas.className = "pg-att";
+    canvas.width = canvas.height = n * cell;
+    box.append(controls, canvas);
+    const draw = () => {
+      const ctx = canvas.getContext("2d");
+      const base = (Number(layer.value) * att.heads + Number(head.value)) * n * n;
+      for (let q = 0; q < n; q++) {
+        for (let k = 0; k < n; k++) {
+          const v = bytes[base + q * n + k];
+          ctx.fillStyle = `rgb(${255 - v}, ${255 - Math.round(v * 0.6)}, 255)`;
+          ctx.fillRect(k * cell, q * cell, cell, cell);
+        }
+      }
+    };
+    canvas.addEventListener("mousemove", (e) => {
+      const r = canvas.getBoundingClientRect();
+      const q = Math.floor((e.clientY - r.top) / cell);
+      const k = Math.floor((e.clientX - r.left) / cell);
+      if (q < 0 || k < 0 || q >= n || k >= n) return;
+      const base = (Number(layer.value) * att.heads + Number(head.value)) * n * n;
+      info.textContent = `${JSON.stringify(att.tokens[q])} → ${JSON.stringify(att.tokens[k])}: ${(bytes[base + q * n + k] / 255).toFixed(2)}`;
+    });
+    layer.addEventListener("change", draw);
+    head.addEventListener("change", draw);
+    draw();
   }
 
   function renderChat() {

@@ -10,7 +10,13 @@ import pytest
 
 from jobs.engine.base import EngineError
 from jobs.engine.sampling import SamplingParams, check_mode
-from jobs.engine.serving import ModelCache, chat_input_ids, classify, stream_generate
+from jobs.engine.serving import (
+    ModelCache,
+    attention_map,
+    chat_input_ids,
+    classify,
+    stream_generate,
+)
 from tests.playground.support import long_gpt2, tiny_classifier, tiny_gpt2, tiny_t5
 
 
@@ -175,3 +181,17 @@ def test_cache_is_lru_within_its_budget_and_logs_evictions(models, caplog):
     assert "evicted" in caplog.text
     assert cache.nbytes <= cache.max_bytes
     assert cache.keys()[-1].endswith("::classification")
+
+
+def test_attention_map_has_every_layer_and_head_and_restores_the_kernel(cache, models):
+    import base64
+
+    loaded = cache.get(models["long"], "causal-lm")
+    before = loaded.model.config._attn_implementation
+    att = attention_map(loaded, "the quick brown fox " * 50)
+    assert att["size"] == 128 and att["layers"] == 2 and att["heads"] == 2
+    raw = base64.b64decode(att["data"])
+    assert len(raw) == 2 * 2 * 128 * 128
+    row = raw[:128]  # layer 0, head 0, query 0: causal, so all weight on key 0
+    assert row[0] == 255 and not any(row[1:])
+    assert loaded.model.config._attn_implementation == before

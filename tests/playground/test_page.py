@@ -19,8 +19,8 @@ def test_page_lists_the_teams_servable_models_with_their_modes(
     assert page.status_code == 200
     models = page.context["models"]
     by_name = {m["label"]: m for m in models}
-    assert by_name["longfox v1"]["modes"] == ["completion", "chat"]
-    assert by_name["spamfox v1"]["modes"] == ["classify"]
+    assert by_name["longfox v1"]["modes"] == ["completion", "chat", "attention"]
+    assert by_name["spamfox v1"]["modes"] == ["classify", "attention"]
     assert page.context["selected"] == long_model.id
     detail = client.get(f"/models/{long_model.id}/").content.decode()
     assert f"/playground/?model={long_model.id}" in detail
