@@ -75,6 +75,10 @@ class Job(models.Model):
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="retries"
     )
     last_seq = models.PositiveIntegerField(default=0)
+    # What people write on a job: free notes, short tags, and "archived" to hide it.
+    notes = models.TextField(blank=True, max_length=5000)
+    tags = models.JSONField(default=list, blank=True)
+    archived = models.BooleanField(default=False)
 
     objects = TeamScopedQuerySet.as_manager()
 
@@ -112,6 +116,25 @@ class Job(models.Model):
     @property
     def checkpoint_dir(self) -> Path:
         return self.work_dir / "checkpoints"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """Wall time of the last attempt: started until finished (or until now)."""
+        if self.started_at is None:
+            return None
+        from django.utils import timezone
+
+        end = self.finished_at or (None if self.is_finished else timezone.now())
+        return (end - self.started_at).total_seconds() if end else None
+
+    @property
+    def headline_metric(self) -> tuple[str, float] | None:
+        """The one number the job list shows for a finished job."""
+        for key in ("accuracy", "bleu", "perplexity", "eval_loss"):
+            value = (self.metrics or {}).get(key)
+            if isinstance(value, int | float):
+                return key, value
+        return None
 
     @property
     def progress_fraction(self) -> float:

@@ -33,6 +33,7 @@ from jobs.publishing import REPLY_TYPE, cancel_channel
 from llmweb.catalog.models import ModelStatus, RegisteredModel
 from llmweb.catalog.selectors import model_get_for_user, model_list_for_user
 from llmweb.core.errors import DomainError
+from llmweb.core.ids import MAX_ID
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,13 @@ def playground_model_resolve(*, user: Any, ref: Any) -> RegisteredModel:
     refused as ambiguous rather than guessed. Other teams' models are "not found".
     """
     if isinstance(ref, int) or (isinstance(ref, str) and ref.strip().isdigit()):
+        if not 1 <= int(ref) <= MAX_ID:  # a 20-digit id must not reach the database
+            raise DomainError(
+                f"No model {ref} in your teams.",
+                code="model_not_found",
+                param="model",
+                http_status=404,
+            )
         try:
             return model_get_for_user(user=user, model_id=ref)
         except Http404:

@@ -61,3 +61,54 @@ def job_queue_eta_seconds(*, job: Job) -> float | None:
     mean = sum(durations) / len(durations)
     running = Job.objects.filter(queue=job.queue, status=JobStatus.RUNNING).count()
     return mean * (position - 1 + running)
+
+
+def training_throughput(
+    *, model_type: str, num_parameters: int, max_length: int, limit: int = 20
+) -> dict[str, dict]:
+    """Measured training speed of finished jobs on a similar model, by device.
+
+    Similar = same architecture family, within 2x the parameters, same max_length power
+    of two. Per device: median samples/s, median fixed overhead (wall time of the attempt
+    minus the training loop: loading, final evaluation, saving) and how many jobs. A
+    speed number leaks nothing about other teams, so all jobs of the deployment count.
+    """
+    import statistics
+
+    low, high = num_parameters / 2, num_parameters * 2
+    bucket = max(1, int(max_length)).bit_length()
+    jobs = (
+        Job.objects.filter(
+            status=JobStatus.SUCCEEDED,
+            job_models__role="base",
+            job_models__model__model_type=model_type,
+            job_models__model__num_parameters__gte=low,
+            job_models__model__num_parameters__lte=high,
+            started_at__isnull=False,
+            finished_at__isnull=False,
+        )
+        .exclude(device="")
+        .order_by("-finished_at")
+        .only("device", "params", "metrics", "started_at", "finished_at")[: limit * 5]
+    )
+    samples: dict[str, list[tuple[float, float]]] = {}
+    for job in jobs:
+        metrics = job.metrics or {}
+        rate = metrics.get("train_samples_per_second")
+        runtime = metrics.get("train_runtime")
+        length = (job.params or {}).get("max_length") or 0
+        if not rate or runtime is None or int(length).bit_length() != bucket:
+            continue
+        wall = (job.finished_at - job.started_at).total_seconds()
+        device = job.device.split(" ", 1)[0] if job.device.startswith("cpu") else job.device
+        found = samples.setdefault(device, [])
+        if len(found) < limit:
+            found.append((float(rate), max(0.0, wall - float(runtime))))
+    return {
+        device: {
+            "samples_per_second": statistics.median(r for r, _ in pairs),
+            "overhead_seconds": statistics.median(o for _, o in pairs),
+            "jobs": len(pairs),
+        }
+        for device, pairs in samples.items()
+    }

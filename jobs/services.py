@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from datetime import timedelta
 from typing import Any
 
@@ -28,11 +29,22 @@ __all__ = ["JobError"]  # re-exported: callers catch services.JobError
 # --- events ------------------------------------------------------------------------------
 
 
-def job_event_append(*, job_id: int, kind: str, data: dict[str, Any]) -> JobEvent:
-    """Allocate the next dense seq with an atomic increment, insert, then publish."""
+def job_event_append(
+    *, job_id: int, kind: str, data: dict[str, Any], worker: str | None = None
+) -> JobEvent | None:
+    """Allocate the next dense seq with an atomic increment, insert, then publish.
+
+    With ``worker``, the event is written only while that worker still owns the running
+    job: a worker presumed dead (its job requeued and taken by another) adds nothing to
+    the new attempt's history; None says the event was dropped.
+    """
     for _ in range(5):
         with transaction.atomic():
-            Job.objects.filter(pk=job_id).update(last_seq=F("last_seq") + 1)
+            owned = Job.objects.filter(pk=job_id)
+            if worker is not None:
+                owned = owned.filter(worker=worker, status=JobStatus.RUNNING)
+            if owned.update(last_seq=F("last_seq") + 1) == 0:
+                return None
             seq = Job.objects.values_list("last_seq", flat=True).get(pk=job_id)
             try:
                 event = JobEvent.objects.create(
@@ -135,6 +147,13 @@ def job_inputs(job: Job) -> dict[str, Any]:
     return {spec.name: value for spec, value in get_kind(job.type).inputs_of(job).specs}
 
 
+def broker_priority(priority: int) -> int:
+    """The API's priority (-10..10, higher runs first) as the Redis transport's (0..9,
+    0 runs first): kombu orders Redis priorities the other way round from AMQP."""
+    clamped = max(-10, min(10, int(priority)))
+    return round((10 - clamped) * 9 / 20)
+
+
 def _enqueue(job: Job) -> None:
     """After commit; a job that cannot be queued must not sit "queued"."""
 
@@ -152,7 +171,7 @@ def _enqueue(job: Job) -> None:
         job.pk,
         on_error=failed,
         queue=job.queue,
-        priority=job.priority,
+        priority=broker_priority(job.priority),
     )
 
 
@@ -347,3 +366,84 @@ def job_requeue_stale(*, stale_after: timedelta) -> list[int]:
             _enqueue(Job.objects.only("pk", "queue", "priority").get(pk=job_id))
             requeued.append(job_id)
     return requeued
+
+
+# --- editing, cloning, deleting --------------------------------------------------------
+
+MAX_TAGS, MAX_TAG_CHARS = 20, 40
+
+
+def job_update(
+    *,
+    user,
+    job: Job,
+    name: str | None = None,
+    notes: str | None = None,
+    tags: list[str] | None = None,
+    archived: bool | None = None,
+) -> Job:
+    """What people write on a job; its inputs, params and history never change."""
+    _require_writer(user, job)
+    fields: dict[str, Any] = {}
+    if name is not None:
+        fields["name"] = name.strip()[:100]
+    if notes is not None:
+        fields["notes"] = notes[:5000]
+    if tags is not None:
+        clean = []
+        for tag in tags:
+            tag = str(tag).strip()
+            if not tag:
+                continue
+            if len(tag) > MAX_TAG_CHARS:
+                raise JobError(
+                    f"Tags are at most {MAX_TAG_CHARS} characters; {tag[:20]!r}… is longer.",
+                    param="tags",
+                )
+            if tag not in clean:
+                clean.append(tag)
+        if len(clean) > MAX_TAGS:
+            raise JobError(f"At most {MAX_TAGS} tags per job.", param="tags")
+        fields["tags"] = clean
+    if archived is not None:
+        fields["archived"] = bool(archived)
+    if fields:
+        Job.objects.filter(pk=job.pk).update(**fields)
+    job.refresh_from_db()
+    return job
+
+
+def job_clone(
+    *, user, job: Job, params: dict[str, Any] | None = None, name: str | None = None
+) -> Job:
+    """Run a job again with the same kind and inputs, its params changed by ``params``.
+
+    Unlike retry, any job can be cloned, and the clone is a job of its own (no
+    ``retry_of`` edge): it is how people iterate on a recipe.
+    """
+    if params is not None and not isinstance(params, dict):
+        raise JobError("params must be a JSON object of parameter names to values.", param="params")
+    return job_submit(
+        user=user,
+        team=job.team,
+        job_type=job.type,
+        inputs=job_inputs(job),
+        params={**(job.params or {}), **(params or {})},
+        name=job.name if name is None else name,
+        priority=job.priority,
+    )
+
+
+def job_delete(*, user, job: Job) -> None:
+    """A finished job goes with its events and work files; the model it produced stays."""
+    _require_writer(user, job)
+    if not job.is_finished:
+        raise JobError(
+            f"Job #{job.pk} is {job.status}; cancel it first, then delete it.",
+            code="job_active",
+            http_status=409,
+        )
+    folder = job.work_dir
+    with transaction.atomic():
+        Job.objects.filter(pk=job.pk).delete()
+        transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))

@@ -32,11 +32,30 @@ class ReporterCallback(TrainerCallback):
         self.reporter = reporter
         self.samples_per_step = samples_per_step
         self.cancelled = False
+        self.phase: str | None = None
         self._last_time: float | None = None
         self._last_step = 0
         self._last_tokens = 0
         self._start_time: float | None = None
         self._start_step = 0
+
+    def begin_phase(self, name: str, total: int | None = None) -> None:
+        """After the training loop: a named phase ("final evaluation") with its own
+        progress, so the page shows what runs instead of an ETA stuck at 0 s."""
+        self.phase, self._phase_total, self._phase_done = name, total, 0
+        self._phase_last = time.monotonic()
+        self.reporter.emit("phase", name=name, done=0, total=total)
+
+    def on_prediction_step(self, args: TrainingArguments, state: TrainerState, control, **kw):
+        if getattr(self, "phase", None) is None:
+            return  # validation inside the training loop: the progress events cover it
+        self._phase_done += 1
+        now = time.monotonic()
+        if now - self._phase_last >= 0.5 or self._phase_done == self._phase_total:
+            self._phase_last = now
+            self.reporter.emit(
+                "phase", name=self.phase, done=self._phase_done, total=self._phase_total
+            )
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control, **kw):
         # After a resume, global_step starts > 0: rates and ETA count from here.
@@ -93,7 +112,8 @@ class ReporterCallback(TrainerCallback):
         self._last_time = time.monotonic()
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control, **kw):
-        path = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        # Relative to the job folder: events reach browsers, which must not see server paths.
+        path = f"{os.path.basename(args.output_dir)}/checkpoint-{state.global_step}"
         self.reporter.emit("checkpoint", step=state.global_step, path=path)
 
 

@@ -205,14 +205,17 @@ def _run(config: TrainConfig, reporter: Reporter) -> TrainResult:
 
         metrics: dict[str, Any] = {}
         if eval_split is not None:
-            _log(reporter, f"evaluating on {eval_split} ({len(tokenized[eval_split]):,} rows)")
+            rows = len(tokenized[eval_split])
+            _log(reporter, f"evaluating on {eval_split} ({rows:,} rows)")
+            callback.begin_phase("final evaluation", total=math.ceil(rows / config.batch_size))
             metrics = final_metrics(
                 config, trainer, tokenized[eval_split], splits[eval_split], label_names
             )
             metrics["split"] = eval_split
             reporter.emit("metrics", step=trainer.state.global_step, final=True, **metrics)
 
-        _log(reporter, f"saving model to {config.output_dir}")
+        reporter.emit("phase", name="saving", done=0, total=None)
+        _log(reporter, "saving the model")
         save_final(config, trainer.model, tokenizer)
 
     train_metrics = output.metrics

@@ -47,7 +47,12 @@ class SamplingParams:
         min_exclusive=True,
     )
     seed: int | None = p.param(
-        "int", None, "Random seed: the same seed gives the same answer.", nullable=True, min=0
+        "int",
+        None,
+        "Random seed: the same seed gives the same answer.",
+        nullable=True,
+        min=0,
+        max=2**32 - 1,
     )
     stop: list[str] | None = p.param(
         "list[str]", None, "Stop when one of these strings appears (not included).", nullable=True

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework.request import Request
 
 from llmweb.accounts.models import Team
@@ -45,3 +46,17 @@ def api_user(request: HttpRequest) -> Any:
     if user is None or not user.is_authenticated:
         raise exceptions.NotAuthenticated()
     return user
+
+
+DELETE_JOBS = OpenApiParameter(
+    "delete_jobs",
+    bool,
+    description="Also delete the finished jobs that used this record (their events and work "
+    "files; the models they made stay). Without it, a record used by jobs answers 409 with "
+    "the jobs listed.",
+)
+
+
+def query_flag(request: Request, name: str) -> bool:
+    """``?name=true|1|yes|on`` (any case) is True; anything else, or absent, is False."""
+    return str(request.query_params.get(name, "")).strip().lower() in ("1", "true", "yes", "on")

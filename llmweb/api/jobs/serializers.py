@@ -26,6 +26,8 @@ class JobSerializer(serializers.ModelSerializer):
     queue_eta_seconds = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
     created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+    duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
+    headline_metric = serializers.SerializerMethodField()
 
     class Meta:
         model = Job
@@ -63,8 +65,17 @@ class JobSerializer(serializers.ModelSerializer):
             "queued_at",
             "started_at",
             "finished_at",
+            "duration_seconds",
+            "headline_metric",
+            "notes",
+            "tags",
+            "archived",
             "last_seq",
         ]
+
+    def get_headline_metric(self, job) -> dict | None:
+        found = job.headline_metric
+        return {"name": found[0], "value": found[1]} if found else None
 
     def get_base_model(self, job) -> dict | None:
         return _ref(job.base_model)
@@ -138,6 +149,22 @@ class JobCreateSerializer(serializers.Serializer):
                         help_text=spec.help or f"Id of the {spec.type} ({spec.role}).",
                     )
                 )
+
+
+class JobUpdateSerializer(serializers.Serializer):
+    """What a PATCH may change: the words on a job, never its inputs or params."""
+
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    notes = serializers.CharField(max_length=5000, required=False, allow_blank=True)
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=40, allow_blank=False), required=False, max_length=20
+    )
+    archived = serializers.BooleanField(required=False)
+
+
+class JobCloneSerializer(serializers.Serializer):
+    params = serializers.JSONField(required=False, default=dict, help_text="Changed params.")
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True)
 
 
 class EventSerializer(serializers.ModelSerializer):

@@ -21,9 +21,11 @@ from llmweb.accounts.selectors import team_get_for_user
 from llmweb.api.errors import error_response
 from llmweb.api.jobs.serializers import (
     EventSerializer,
+    JobCloneSerializer,
     JobCreateSerializer,
     JobKindSerializer,
     JobSerializer,
+    JobUpdateSerializer,
 )
 from llmweb.catalog.models import Dataset, RegisteredModel
 
@@ -79,6 +81,7 @@ class JobKindListApi(APIView):
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = JobSerializer
     queryset = Job.objects.none()
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def get_queryset(self):
         qs = selectors.job_list_for_user(user=self.request.user)
@@ -89,6 +92,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             qs = qs.filter(type=t)
         if team := params.get("team"):
             qs = qs.filter(team=team_get_for_user(user=self.request.user, team_id=team))
+        if (archived := params.get("archived")) in ("true", "false", "1", "0"):
+            qs = qs.filter(archived=archived in ("true", "1"))
         return qs
 
     def get_object(self):
@@ -148,6 +153,52 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         except PermissionDenied as exc:
             return error_response(str(exc), code="forbidden", http_status=403)
         return Response(JobSerializer(job, context={"request": request}).data)
+
+    @extend_schema(request=JobUpdateSerializer, responses=JobSerializer)
+    def partial_update(self, request, pk=None):
+        """Rename, annotate, tag or archive a job."""
+        job = self.get_object()
+        data = JobUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            job = services.job_update(user=request.user, job=job, **data.validated_data)
+        except JobError as exc:
+            return _job_error(exc)
+        except PermissionDenied as exc:
+            return error_response(str(exc), code="forbidden", http_status=403)
+        return Response(JobSerializer(job, context={"request": request}).data)
+
+    @extend_schema(request=None, responses={204: None})
+    def destroy(self, request, pk=None):
+        """Delete a finished job with its events and files; the model it produced stays."""
+        job = self.get_object()
+        try:
+            services.job_delete(user=request.user, job=job)
+        except JobError as exc:
+            return _job_error(exc)
+        except PermissionDenied as exc:
+            return error_response(str(exc), code="forbidden", http_status=403)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=JobCloneSerializer, responses={201: JobSerializer})
+    @action(detail=True, methods=["post"])
+    def clone(self, request, pk=None):
+        """Run the job again with the same kind and inputs; ``params`` changes some."""
+        job = self.get_object()
+        data = JobCloneSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        try:
+            new = services.job_clone(
+                user=request.user, job=job, params=v.get("params"), name=v.get("name")
+            )
+        except JobError as exc:
+            return _job_error(exc)
+        except PermissionDenied as exc:
+            return error_response(str(exc), code="forbidden", http_status=403)
+        return Response(
+            JobSerializer(new, context={"request": request}).data, status=status.HTTP_201_CREATED
+        )
 
     @extend_schema(request=None, responses=JobSerializer)
     @action(detail=True, methods=["post"])

@@ -1,14 +1,18 @@
-"""Job pages: list (live statuses), new (form + estimate), detail (live chart)."""
+"""Job pages: list (live statuses), new (form per kind + estimate; also "run again with
+changes"), detail (live chart, notes and tags), and the controls."""
 
 from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from jobs import selectors, services
+from jobs.errors import JobError
+from jobs.kinds import get_kind
 from llmweb.accounts.selectors import can_write
 from llmweb.catalog.selectors import dataset_list_for_user, model_list_for_user
 from llmweb.web.jobs.forms import JobForm
@@ -16,12 +20,52 @@ from llmweb.web.jobs.forms import JobForm
 
 @login_required
 def job_list(request):
-    jobs = selectors.job_list_for_user(user=request.user, team=request.team)[:200]
+    show_archived = request.GET.get("archived") == "1"
+    jobs = selectors.job_list_for_user(user=request.user, team=request.team).filter(
+        archived=show_archived
+    )[:200]
     return render(
         request,
         "jobs/list.html",
-        {"jobs": jobs, "can_write": can_write(user=request.user, team=request.team)},
+        {
+            "jobs": jobs,
+            "show_archived": show_archived,
+            "can_write": can_write(user=request.user, team=request.team),
+        },
     )
+
+
+def _initial_from(request) -> dict:
+    """Prefill: ``?model=&dataset=&type=`` links, or ``?clone=<job id>`` (run again)."""
+    initial: dict = {}
+    if request.GET.get("clone"):
+        source = selectors.job_get_for_user(user=request.user, job_id=request.GET["clone"])
+        try:
+            kind = get_kind(source.type)
+        except JobError:
+            raise Http404("That job's kind is not available here.") from None
+        initial["type"] = kind.name
+        initial["name"] = source.name
+        for name, value in services.job_inputs(source).items():
+            if value is None:
+                continue
+            initial[name] = [v.pk for v in value] if isinstance(value, list) else value.pk
+        for name, value in (source.params or {}).items():
+            initial[f"p_{name}"] = ",".join(value) if isinstance(value, list) else value
+        return initial
+    if request.GET.get("model"):
+        initial["base_model"] = request.GET["model"]
+    if request.GET.get("dataset"):
+        initial["dataset"] = request.GET["dataset"]
+    if request.GET.get("type"):
+        initial["type"] = request.GET["type"]
+    return initial
+
+
+def _field_message(exc: JobError) -> str:
+    """Beside its field, "learning_rate: must be..." need not repeat the field's name."""
+    prefix = f"{exc.param}: "
+    return exc.message.removeprefix(prefix) if exc.param else exc.message
 
 
 @login_required
@@ -29,14 +73,9 @@ def job_new(request):
     team = request.team
     models = model_list_for_user(user=request.user, team=team).filter(status="ready")
     datasets = dataset_list_for_user(user=request.user, team=team).filter(status="ready")
-    initial = {}
-    if request.GET.get("model"):
-        initial["base_model"] = request.GET["model"]
-    if request.GET.get("dataset"):
-        initial["dataset"] = request.GET["dataset"]
-    if request.GET.get("type"):
-        initial["type"] = request.GET["type"]
-    form = JobForm(request.POST or None, models=models, datasets=datasets, initial=initial)
+    form = JobForm(
+        request.POST or None, models=models, datasets=datasets, initial=_initial_from(request)
+    )
     status = 200
     if request.method == "POST":
         if form.is_valid():
@@ -49,13 +88,13 @@ def job_new(request):
                     params=form.params(),
                     name=form.cleaned_data["name"],
                 )
-            except services.JobError as exc:
+            except JobError as exc:
                 field = (
                     f"p_{exc.param}"
                     if exc.param and f"p_{exc.param}" in form.fields
                     else (exc.param if exc.param in form.fields else None)
                 )
-                form.add_error(field, exc.message)
+                form.add_error(field, _field_message(exc) if field else exc.message)
             except PermissionDenied as exc:
                 form.add_error(None, str(exc))
             else:
@@ -91,11 +130,8 @@ def job_control(request, job_id: int, action: str):
     }[action]
     try:
         result = fn(user=request.user, job=job)
-    except services.JobError as exc:
-        messages.error(request, exc.message)
-        return redirect("job-page", job_id=job.pk)
-    except PermissionDenied as exc:
-        messages.error(request, str(exc))
+    except (JobError, PermissionDenied) as exc:
+        messages.error(request, getattr(exc, "message", None) or str(exc))
         return redirect("job-page", job_id=job.pk)
     messages.success(
         request,
@@ -106,3 +142,37 @@ def job_control(request, job_id: int, action: str):
         }[action],
     )
     return redirect("job-page", job_id=result.pk)
+
+
+@login_required
+@require_POST
+def job_edit(request, job_id: int):
+    """Notes, tags and archiving, from the job page."""
+    job = selectors.job_get_for_user(user=request.user, job_id=job_id)
+    tags = [t for t in request.POST.get("tags", "").split(",") if t.strip()]
+    try:
+        services.job_update(
+            user=request.user,
+            job=job,
+            notes=request.POST.get("notes", job.notes),
+            tags=tags,
+            archived=request.POST.get("archived") == "on",
+        )
+    except (JobError, PermissionDenied) as exc:
+        messages.error(request, getattr(exc, "message", None) or str(exc))
+    else:
+        messages.success(request, "Saved.")
+    return redirect("job-page", job_id=job.pk)
+
+
+@login_required
+@require_POST
+def job_delete(request, job_id: int):
+    job = selectors.job_get_for_user(user=request.user, job_id=job_id)
+    try:
+        services.job_delete(user=request.user, job=job)
+    except (JobError, PermissionDenied) as exc:
+        messages.error(request, getattr(exc, "message", None) or str(exc))
+        return redirect("job-page", job_id=job.pk)
+    messages.success(request, f"Job #{job_id} deleted.")
+    return redirect("jobs")
