@@ -20,9 +20,14 @@
     ws = new WebSocket(`${proto}://${location.host}/ws/playground/`);
     ws.onopen = () => { $("pg-conn").textContent = "connected"; };
     ws.onmessage = (m) => handle(JSON.parse(m.data));
-    ws.onclose = () => {
-      $("pg-conn").textContent = "connection lost; reconnecting…";
+    ws.onclose = (e) => {
       for (const id of Object.keys(runs)) finish(id, "failed", "The connection to the server was lost.");
+      // 4401/4403/4404: refused (llmweb/websocket_guard.py); retrying would not help.
+      if (e.code >= 4400 && e.code < 4500) {
+        $("pg-conn").textContent = e.code === 4401 ? "not logged in: reload the page" : "refused by the server";
+        return;
+      }
+      $("pg-conn").textContent = "connection lost; reconnecting…";
       setTimeout(connect, 1000);
     };
   }
