@@ -30,6 +30,7 @@ from django.http import Http404
 from jobs.engine.base import EngineError
 from jobs.engine.sampling import SamplingParams, check_mode, serving_modes
 from jobs.publishing import REPLY_TYPE, cancel_channel
+from llmweb.accounts.selectors import can_write
 from llmweb.catalog.models import ModelStatus, RegisteredModel
 from llmweb.catalog.selectors import model_get_for_user, model_list_for_user
 from llmweb.core.errors import DomainError
@@ -113,6 +114,15 @@ def playground_request(
     if not isinstance(data, dict):
         raise DomainError("Send a JSON object.", code="invalid")
     model = playground_model_resolve(user=user, ref=data.get("model"))
+    if not can_write(user=user, team=model.team):
+        # Generation spends the team's inference workers: members and owners run models,
+        # viewers read (the same line as every other write of the API).
+        raise DomainError(
+            "Viewers cannot run models; ask a team owner for member access.",
+            code="permission_denied",
+            param="model",
+            http_status=403,
+        )
     if model.status != ModelStatus.READY:
         raise DomainError(
             f"{model} is {model.status}, not ready.", code="model_not_ready", param="model"

@@ -69,12 +69,13 @@ def with_retry(response: Any, refusal: Refusal) -> Any:
 
 async def read_request(request: HttpRequest) -> tuple[Any, dict[str, Any]]:
     """``(user, JSON body)`` of a POST, or a :class:`Refusal`."""
-    if request.method != "POST":
-        raise Refusal(405, "Use POST.", code="method_not_allowed")
     try:
         user = await sync_to_async(api_user)(request)
     except APIException as e:
         raise Refusal.of(e) from None
+    # After authentication: an anonymous caller learns nothing, not even the method.
+    if request.method != "POST":
+        raise Refusal(405, "Use POST.", code="method_not_allowed")
     try:
         body = json.loads(request.body or b"{}")
     except (ValueError, UnicodeDecodeError):

@@ -36,7 +36,7 @@ urlpatterns = [
     path("me/", accounts.MeApi.as_view(), name="api-me"),
     path("presets/", models.PresetListApi.as_view(), name="api-presets"),
     path("job-kinds/", jobs.JobKindListApi.as_view(), name="api-job-kinds"),
-    path("models/<id:pk>/generate/", playground.model_generate, name="api-model-generate"),
-    path("models/<id:pk>/classify/", playground.model_classify, name="api-model-classify"),
+    path("models/<id:pk>/generate/", playground.model_generate, name="model-generate"),
+    path("models/<id:pk>/classify/", playground.model_classify, name="model-classify"),
     path("", include(router.urls)),
 ]

@@ -10,6 +10,7 @@ from django.shortcuts import render
 from jobs.engine.params import schema_of
 from jobs.engine.sampling import SamplingParams
 from jobs.playground import playground_models
+from llmweb.accounts.selectors import can_write
 from llmweb.web.common import team_or_404
 
 
@@ -29,5 +30,6 @@ def playground(request: HttpRequest) -> HttpResponse:
             "selected": selected if any(m["id"] == selected for m in models) else None,
             "params_schema": schema_of(SamplingParams),
             "max_streams": settings.LLMWEB_PLAYGROUND_MAX_STREAMS,
+            "can_run": can_write(user=request.user, team=team),
         },
     )
