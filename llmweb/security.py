@@ -3,7 +3,6 @@
 Django 5.2 has no CSP of its own. Templates mark their inline scripts with
 ``nonce="{{ request.csp_nonce }}"``; an injected script has no nonce and does not run.
 Styles may be inline (pages use ``style=`` for bars and widths; a style cannot run code).
-The ReDoc page needs inline script and blob workers, so it gets a looser policy.
 """
 
 from __future__ import annotations
@@ -18,12 +17,6 @@ POLICY = (
     "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; object-src 'none'; "
     "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
-LOOSE_POLICY = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; "
-    "object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
-)
-LOOSE_PATHS = ("/api/redoc/",)
 
 
 class ContentSecurityPolicyMiddleware:
@@ -35,8 +28,5 @@ class ContentSecurityPolicyMiddleware:
         request.csp_nonce = nonce  # type: ignore[attr-defined]
         response = self.get_response(request)
         if "Content-Security-Policy" not in response:
-            loose = request.path.startswith(LOOSE_PATHS)
-            response["Content-Security-Policy"] = (
-                LOOSE_POLICY if loose else POLICY.format(nonce=nonce)
-            )
+            response["Content-Security-Policy"] = POLICY.format(nonce=nonce)
         return response

@@ -97,6 +97,7 @@ INSTALLED_APPS = [
     "axes",
     "llmweb.accounts",
     "llmweb.catalog",
+    "llmweb.evaluations",
     "llmweb.web",
     "llmweb.api",
     "jobs",
@@ -260,6 +261,7 @@ CELERY_TASK_ROUTES = {"jobs.tasks.generate": {"queue": "inference"}}
 LLMWEB_JOB_KINDS = [
     "jobs.kinds.finetune",
     "jobs.kinds.pretrain",
+    "jobs.kinds.evaluate",
     *[m.strip() for m in os.environ.get("LLMWEB_EXTRA_JOB_KINDS", "").split(",") if m.strip()],
 ]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

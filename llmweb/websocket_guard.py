@@ -6,7 +6,9 @@ the same host could open a socket with the user's cookies. Here an origin must e
 origin the socket was requested on (scheme, host and port of the ``Host`` header, with
 ``ws``/``wss`` standing for ``http``/``https``) and the host must be allowed; or it must
 be listed exactly in ``CSRF_TRUSTED_ORIGINS`` (the setting for a proxy that terminates
-TLS or serves another name).
+TLS or serves another name). A handshake with no Origin but an ``Authorization: Bearer``
+header is a script (a browser always sends Origin and cannot send that header); it passes
+here and the token is checked like any API call.
 
 Denials. A consumer that closes before accepting makes the server answer the handshake
 with HTTP 403, and a browser reports every failed handshake as close code 1006, the same
@@ -76,8 +78,13 @@ class OriginCheck:
         headers = dict(scope.get("headers") or [])
         origin = headers.get(b"origin", b"").decode("latin-1") or None
         host = headers.get(b"host", b"").decode("latin-1") or None
-        if scope["type"] == "websocket" and not origin_allowed(
-            origin, host_header=host, ws_scheme=scope.get("scheme", "ws")
+        # A script authenticating with a Bearer token sends no Origin; browsers always do
+        # and cannot set Authorization on a handshake, so this opens nothing to pages.
+        script = origin is None and headers.get(b"authorization", b"")[:7].lower() == b"bearer "
+        if (
+            scope["type"] == "websocket"
+            and not script
+            and not origin_allowed(origin, host_header=host, ws_scheme=scope.get("scheme", "ws"))
         ):
             await receive()  # websocket.connect
             await send({"type": "websocket.close", "code": CLOSE_FORBIDDEN})

