@@ -154,3 +154,39 @@ def test_openai_errors_have_openai_shape(oai, long_model, classifier):
         oai.completions.create(model="spamfox", prompt="a")
     assert "longfox" not in [m.id for m in oai.models.list()]  # ids, not names
     assert str(long_model.id) in [m.id for m in oai.models.list()]
+
+
+def test_a_full_queue_is_429_with_retry_after(client, settings, token, long_model):
+    settings.LLMWEB_PLAYGROUND_MAX_QUEUE = 0  # any depth is "full"
+    r = client.post(
+        f"/api/v1/models/{long_model.id}/generate/",
+        {"prompt": "a"},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+    assert r.status_code == 429 and r["Retry-After"] == "5"
+    assert r.json()["code"] == "queue_full"
+    chat = client.post(
+        "/v1/chat/completions",
+        {"model": "longfox", "messages": [{"role": "user", "content": "hi"}]},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+    assert chat.status_code == 429 and chat.json()["error"]["type"] == "rate_limit_error"
+
+
+def test_a_viewer_may_read_models_but_not_run_them(client, alice, team, long_model):
+    from llmweb.accounts.models import Role
+    from llmweb.accounts.services import team_invite
+    from tests.factories import make_user
+
+    make_user("vera")
+    team_invite(by=alice, team=team, username="vera", role=Role.VIEWER)
+    vera_token = api_token_create(user=team.memberships.get(role=Role.VIEWER).user, name="v")[1]
+    r = client.post(
+        f"/api/v1/models/{long_model.id}/generate/",
+        {"prompt": "a"},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {vera_token}",
+    )
+    assert r.status_code == 403 and r.json()["code"] == "permission_denied"
