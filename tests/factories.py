@@ -478,3 +478,72 @@ def job_record(*, team, base_model, dataset=None, type="finetune", status="succe
     job = Job.objects.create(team=team, type=type, dataset=dataset, status=status)
     JobModel.objects.create(job=job, model=base_model, role="base")
     return job
+
+
+# --- playground models -----------------------------------------------------------------------
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def long_gpt2_folder(dest: Path, *, positions: int = 4096) -> Path:
+    """A 2-layer GPT-2 with ``positions`` positions and a chat template, random weights.
+
+    The presets stop at 256 positions, which a CPU decodes in well under a second; a Stop
+    or a disconnect is tested while this one is still generating.
+    """
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from jobs.engine.models.loading import load_tokenizer
+
+    if (dest / "config.json").exists():
+        return dest
+    tok = load_tokenizer(tiny_preset_folder(dest.parent / f"{dest.name}-base"))
+    tok.chat_template = CHAT_TEMPLATE
+    config = GPT2Config(
+        vocab_size=len(tok),
+        n_positions=positions,
+        n_embd=64,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=tok.bos_token_id or tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(0)
+    GPT2LMHeadModel(config).save_pretrained(str(dest))
+    tok.save_pretrained(str(dest))
+    return dest
+
+
+def tiny_classifier_folder(dest: Path) -> Path:
+    """A GPT-2 tiny with a two-label head (ham/spam), random weights."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from jobs.engine.models.loading import load_tokenizer
+
+    if (dest / "config.json").exists():
+        return dest
+    base = tiny_preset_folder(dest.parent / f"{dest.name}-base")
+    config = AutoConfig.from_pretrained(str(base))
+    config.num_labels = 2
+    config.id2label = {0: "ham", 1: "spam"}
+    config.label2id = {"ham": 0, "spam": 1}
+    config.pad_token_id = config.eos_token_id
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(str(dest))
+    load_tokenizer(base).save_pretrained(str(dest))
+    return dest
+
+
+def registered_folder(team, folder: Path, *, name: str, task: str):
+    """A ready model record whose artifact is a copy of ``folder``."""
+    from llmweb.catalog.models import RegisteredModel
+
+    record = RegisteredModel.objects.create(
+        team=team, name=name, source="upload", status="ready", task=task
+    )
+    shutil.copytree(folder, record.artifact_dir)
+    return record
