@@ -167,5 +167,7 @@ class TrainingKind(JobKind):
             "train_runtime": result.train_runtime,
             "global_step": result.global_step,
         }
-        model = model_register_from_job(job=job, output_dir=result.output_dir, metrics=metrics)
+        model = model_register_from_job(
+            job=job, output_dir=result.output_dir, metrics=metrics, edge=self.lineage_edge
+        )
         return Outcome(metrics=metrics, result_model=model)

@@ -95,3 +95,52 @@ def job_record(*, team, base_model, dataset=None, type="finetune", status="succe
     job = Job.objects.create(team=team, type=type, dataset=dataset, status=status)
     JobModel.objects.create(job=job, model=base_model, role="base")
     return job
+
+
+def tiny_model_folder(out_dir, family: str, texts: list[str], *, labels=None, seed: int = 0):
+    """A tiny preset written to ``out_dir``; with ``labels`` it is a classifier (random head)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from jobs.engine.models import create_preset_model, load_for_task
+
+    if labels is None:
+        return create_preset_model(
+            family=family, size="tiny", out_dir=out_dir, texts=texts, vocab_size=800, seed=seed
+        )
+    scratch = Path(tempfile.mkdtemp(prefix="tiny-"))
+    try:
+        create_preset_model(
+            family=family,
+            size="tiny",
+            out_dir=scratch / "m",
+            texts=texts,
+            vocab_size=800,
+            seed=seed,
+        )
+        model, tokenizer = load_for_task(scratch / "m", "classification", label_names=labels)
+        model.save_pretrained(str(out_dir))
+        tokenizer.save_pretrained(str(out_dir))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    from jobs.engine.models import inspect_model
+
+    return inspect_model(out_dir)
+
+
+def tiny_classifier(team, texts: list[str], labels: list[str], *, name: str = "tiny-clf"):
+    """A ready tiny BERT classifier record (random weights; a head for ``labels``)."""
+    record = RegisteredModel.objects.create(team=team, name=name, source="preset", status="pending")
+    info = tiny_model_folder(record.artifact_dir, "bert", texts, labels=labels)
+    record.task = info.task
+    record.status = "ready"
+    record.num_parameters = info.num_parameters
+    record.size_bytes = info.size_bytes
+    record.dtype = info.dtype
+    record.max_length = info.max_length
+    record.architecture = info.architecture
+    record.model_type = info.model_type
+    record.label_names = info.label_names
+    record.save()
+    return record
