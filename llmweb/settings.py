@@ -189,6 +189,7 @@ LLMWEB_JOB_KINDS = [
     "jobs.kinds.finetune",
     "jobs.kinds.pretrain",
     "jobs.kinds.compress",
+    "jobs.kinds.distill",
     *[m.strip() for m in os.environ.get("LLMWEB_EXTRA_JOB_KINDS", "").split(",") if m.strip()],
 ]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -71,14 +71,13 @@ class CompressResult:
     report: dict[str, Any]
 
 
-def refuse_bitsandbytes(method: str, *, cuda: bool) -> None:
+def refuse_bitsandbytes(method: str, *, cuda: bool, param: str = "method") -> None:
     """bitsandbytes kernels are CUDA kernels; on a CPU worker the request is refused."""
     if method in BNB_METHODS and not cuda:
         raise EngineError(
-            f"{method} (bitsandbytes) needs a CUDA GPU; this worker runs on CPU. "
-            "Use dynamic-int8 for CPU serving.",
+            f"{method} (bitsandbytes) needs a CUDA GPU; this worker runs on CPU.",
             code="needs_gpu",
-            param="method",
+            param=param,
         )
 
 

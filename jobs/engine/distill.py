@@ -74,6 +74,13 @@ class DistillConfig:
     student_preset: str = p.param(
         "str", "mini", "Preset size when student=preset.", choices=[s for s in SIZES]
     )
+    teacher_precision: str = p.param(
+        "str",
+        "fp32",
+        "fp32, or bnb-int8 / bnb-nf4 to hold a large teacher in 8 or 4 bits while it labels "
+        "the data (bitsandbytes: CUDA workers only).",
+        choices=["fp32", "bnb-int8", "bnb-nf4"],
+    )
     temperature: float = p.param(
         "float",
         2.0,
@@ -321,6 +328,19 @@ def run_distill(config: DistillConfig, reporter: Reporter) -> DistillResult:
     transformers.set_seed(config.seed)
     log = lambda message: reporter.emit("log", message=message, level="info")  # noqa: E731
 
+    import torch
+
+    from jobs.engine.compress import refuse_bitsandbytes
+
+    refuse_bitsandbytes(
+        config.teacher_precision, cuda=torch.cuda.is_available(), param="teacher_precision"
+    )
+    if config.teacher_precision != "fp32":
+        raise EngineError(
+            "Holding the teacher in bitsandbytes 8/4-bit is not built yet; use fp32.",
+            code="not_built",
+            param="teacher_precision",
+        )
     teacher, teacher_tok = load_for_task(config.teacher_dir, config.task)
     teacher = teacher.float().eval()
     labels = [str(teacher.config.id2label[i]) for i in sorted(teacher.config.id2label)]

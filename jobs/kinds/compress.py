@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 ROUGH_SECONDS_PER_MPARAM = 0.6
 
 
-def refuse_bitsandbytes_without_gpu(method: str) -> None:
+def refuse_bitsandbytes_without_gpu(method: str, *, param: str = "method") -> None:
     """bitsandbytes kernels are CUDA kernels: refuse before a CPU worker takes the job.
 
     The web process cannot see the workers' devices, so a deployment whose training
@@ -38,13 +38,13 @@ def refuse_bitsandbytes_without_gpu(method: str) -> None:
             f"{method} uses bitsandbytes, which needs a CUDA GPU; this deployment's workers "
             "run on CPU. Choose dynamic-int8 for CPU serving.",
             code="needs_gpu",
-            param="method",
+            param=param,
         )
     if importlib.util.find_spec("bitsandbytes") is None:
         raise JobError(
             f"{method} needs the bitsandbytes package, which is not installed here.",
             code="needs_gpu",
-            param="method",
+            param=param,
         )
 
 
@@ -121,13 +121,13 @@ class Compress(JobKind):
         fields: dict[str, Any] = {"task": eval_task(model, dataset)}
         if job is None:
             return {**fields, "model_dir": ".", "output_dir": "."}
-        return {
-            **fields,
-            "model_dir": model.artifact_dir,
-            "output_dir": job.work_dir / "output",
-            "eval_dir": dataset.processed_dir if dataset is not None else None,
-            "model_labels": model.label_names,
-        }
+        fields.update(model_dir=model.artifact_dir, output_dir=job.work_dir / "output")
+        # A fixed field is never None (params.from_params refuses it): leave absent ones out.
+        if dataset is not None:
+            fields["eval_dir"] = dataset.processed_dir
+        if model.label_names:
+            fields["model_labels"] = model.label_names
+        return fields
 
     def estimate(self, *, config: Any, inputs: Inputs) -> dict[str, Any]:
         model = inputs.get("source_model")

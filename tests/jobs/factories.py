@@ -72,6 +72,7 @@ def preset_model(
     record = RegisteredModel.objects.create(
         team=team, name=name or f"{family}-tiny", source="preset", status="pending"
     )
+    record.delete_files()  # a rolled-back test may have left files under this id
     info = create_preset_model(
         family=family, size="tiny", out_dir=record.artifact_dir, texts=texts, vocab_size=800
     )
@@ -80,6 +81,8 @@ def preset_model(
     record.num_parameters = info.num_parameters
     record.max_length = info.max_length
     record.architecture = info.architecture
+    record.model_type = info.model_type
+    record.tokenizer = info.tokenizer or {}
     record.save()
     return record
 
@@ -132,6 +135,7 @@ def tiny_model_folder(out_dir, family: str, texts: list[str], *, labels=None, se
 def tiny_classifier(team, texts: list[str], labels: list[str], *, name: str = "tiny-clf"):
     """A ready tiny BERT classifier record (random weights; a head for ``labels``)."""
     record = RegisteredModel.objects.create(team=team, name=name, source="preset", status="pending")
+    record.delete_files()  # a rolled-back test may have left files under this id
     info = tiny_model_folder(record.artifact_dir, "bert", texts, labels=labels)
     record.task = info.task
     record.status = "ready"
@@ -142,5 +146,7 @@ def tiny_classifier(team, texts: list[str], labels: list[str], *, name: str = "t
     record.architecture = info.architecture
     record.model_type = info.model_type
     record.label_names = info.label_names
+    record.tokenizer = info.tokenizer or {}
+    record.config_summary = dict(info.config)
     record.save()
     return record
