@@ -27,6 +27,7 @@ from llmweb.catalog.services.model_facts import preset_param_count_exact
 from llmweb.core.errors import DomainError
 from llmweb.web.common import form_error, team_or_404
 from llmweb.web.models import forms
+from llmweb.web.models.report import report_rows, smaller_links
 
 SORTS = [
     ("-created_at", "Newest"),
@@ -90,6 +91,8 @@ def model_detail(request, model_id: int):
             "card_form": forms.CardForm(initial={"card": model.card}),
             "lineage": lineage,
             "lineage_svg": lineage_svg(lineage),
+            "report_rows": report_rows(model.report),
+            "smaller_links": smaller_links(model),
             "config_rows": sorted((model.config_summary or {}).items()),
             "can_write": can_write(user=request.user, team=model.team),
             "params_display": f"{model.num_parameters:,} ({human_count(model.num_parameters)})"
