@@ -45,6 +45,13 @@ class TrainingKind(JobKind):
 
     def check(self, *, team: Any, inputs: Inputs, params: dict[str, Any]) -> Checked:
         base_model, dataset = inputs.get("base_model"), inputs.get("dataset")
+        if base_model.dtype == "int8":
+            raise JobError(
+                f"{base_model} is an int8 copy for serving; int8 weights cannot be trained. "
+                "Train the model it was quantized from.",
+                code="quantized_model",
+                param="base_model",
+            )
         task = dataset.schema
         allowed = COMPATIBLE.get(task, ())
         if base_model.task not in allowed:

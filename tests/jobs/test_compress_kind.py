@@ -72,3 +72,32 @@ def test_an_eval_dataset_with_other_labels_is_refused(api, alice, team):
     )
     r = submit(api(alice), source_model=source.id, eval_dataset=other.id, params={})
     assert r.status_code == 400 and r.json()["param"] == "eval_dataset"
+
+
+@pytest.mark.django_db
+def test_without_an_eval_dataset_the_worker_config_measures_speed_and_size_only(team):
+    from jobs.kinds import Inputs, get_kind
+
+    source = tiny_classifier(team, [r["text"] for r in sms_rows(30)], ["ham", "spam"])
+    kind = get_kind("compress")
+    inputs = Inputs(specs=[(kind.inputs[0], source), (kind.inputs[1], None)])
+    job = Job.objects.create(team=team, type="compress", status="running")
+    config = kind.config(inputs=inputs, params={}, job=job)
+    assert config.eval_dir is None and config.model_dir == source.artifact_dir
+    assert config.model_labels == ["ham", "spam"] and config.task == "classification"
+
+
+@pytest.mark.django_db
+def test_an_int8_model_cannot_be_fine_tuned(api, alice, team):
+    rows = sms_rows(30)
+    int8 = tiny_classifier(team, [r["text"] for r in rows], ["ham", "spam"])
+    int8.dtype = "int8"
+    int8.save()
+    sms = ready_dataset(team, "classification", rows, name="sms")
+    r = api(alice).post(
+        "/api/v1/jobs/",
+        {"type": "finetune", "base_model": int8.id, "dataset": sms.id, "params": {}},
+        format="json",
+    )
+    assert r.status_code == 400 and r.json()["param"] == "base_model"
+    assert "int8" in r.json()["detail"]
