@@ -140,6 +140,7 @@ class Worker:
         log: Path | None = None,
         beat: bool = False,
         env: dict[str, str] | None = None,
+        pool: str | None = None,
     ):
         env = env or {}
         self.instance = env.get("LLMWEB_INSTANCE") or settings.LLMWEB_INSTANCE
@@ -155,6 +156,7 @@ class Worker:
             host="localhost",
             beat_schedule=self.log.with_suffix(".beat") if beat else None,
             quiet=True,
+            pool=pool,
         )
         self.proc = subprocess.Popen(
             args,
@@ -394,3 +396,8 @@ def broker_unreachable() -> Iterator[None]:
         for pool in dead:
             if pool is not None:
                 pool.force_close_all()
+
+
+# The stall timeout the playground tests' server runs with (a dead worker is reported
+# after this many seconds without a message).
+PLAYGROUND_STALL_SECONDS = 3

@@ -10,6 +10,7 @@ from llmweb.api.datasets import views as datasets
 from llmweb.api.evaluations import views as evaluations
 from llmweb.api.jobs import views as jobs
 from llmweb.api.models import views as models
+from llmweb.api.playground import views as playground
 from llmweb.core.ids import ID_REGEX
 
 
@@ -37,6 +38,8 @@ urlpatterns = [
     path("me/", accounts.MeApi.as_view(), name="api-me"),
     path("presets/", models.PresetListApi.as_view(), name="api-presets"),
     path("job-kinds/", jobs.JobKindListApi.as_view(), name="api-job-kinds"),
+    path("models/<id:pk>/generate/", playground.model_generate, name="model-generate"),
+    path("models/<id:pk>/classify/", playground.model_classify, name="model-classify"),
     path("compare/", evaluations.CompareApi.as_view(), name="api-compare"),
     path("", include(router.urls)),
 ]
