@@ -355,6 +355,8 @@ def ws_job_connect(
 # --- browser -------------------------------------------------------------------------------
 
 
+from tests.skips import CHROMIUM  # noqa: E402 - the one path the browser tests drive
+
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
