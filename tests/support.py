@@ -355,7 +355,6 @@ def ws_job_connect(
 # --- browser -------------------------------------------------------------------------------
 
 
-from tests.skips import CHROMIUM  # noqa: E402 - the one path the browser tests drive
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
