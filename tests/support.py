@@ -355,6 +355,7 @@ def ws_job_connect(
 # --- browser -------------------------------------------------------------------------------
 
 
+
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
