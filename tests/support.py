@@ -352,6 +352,8 @@ def ws_job_connect(
 
 # --- browser -------------------------------------------------------------------------------
 
+# Where the browser tests find Debian's Chromium (tests/skips.py decides the skip).
+CHROMIUM = os.environ.get("LLMWEB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -387,4 +389,10 @@ def broker_unreachable() -> Iterator[None]:
     finally:
         app.pool.force_close_all()
         app._pool = None
+        # The control mailbox's producer pool still holds the closed connection pool;
+        # without this, every later inspect()/ping() answers "Acquire on closed pool".
+        app.amqp._producer_pool = None
+        from kombu import pools
+
+        pools.reset()
         app.conf.broker_url = old

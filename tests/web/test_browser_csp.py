@@ -6,8 +6,7 @@ import pytest
 
 from llmweb.accounts import services
 from llmweb.catalog.models import RegisteredModel
-from tests.skips import CHROMIUM
-from tests.support import CHROMIUM_ARGS
+from tests.support import CHROMIUM, CHROMIUM_ARGS
 from tests.support import browser_login as login
 
 pytestmark = [pytest.mark.browser]
