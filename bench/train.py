@@ -16,8 +16,8 @@ p95 <= 50 ms), through the real reporter queue while the CPU is busy training.
 Each run is repeated ``--repeats`` times (default 3) in an interleaved order (each kind is
 first once, so no kind always gets the coldest caches); the table shows the median and
 the spread (min-max). Every run is timed on one clock, the wall clock, between the same
-two points: the first and the last step's progress report (plain runs: when the Trainer
-logs the step; the job: when its progress event is stored).
+two points: the end of the first and of the last step (plain runs: a callback at each
+step's end; the job: when its progress event for that step is stored).
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ def prepare_data(work: Path) -> Path:
 
 
 class StepClock:
-    """Wall-clock time of each step's log, the moment llmweb's job reports the step too."""
+    """Wall-clock time at the end of each optimizer step: llmweb's job reports each step
+    from the same Trainer hook point (its progress event follows the step's end)."""
 
     def __init__(self):
         from transformers import TrainerCallback
@@ -69,9 +70,8 @@ class StepClock:
         clock = self
 
         class _CB(TrainerCallback):
-            def on_log(self, args, state, control, logs=None, **kw):
-                if logs and "loss" in logs and "train_loss" not in logs:
-                    clock.times.append(time.time())
+            def on_step_end(self, args, state, control, **kw):
+                clock.times.append(time.time())
 
         self.times: list[float] = []
         self.callback = _CB()

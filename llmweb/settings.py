@@ -97,6 +97,7 @@ INSTALLED_APPS = [
     "axes",
     "llmweb.accounts",
     "llmweb.catalog",
+    "llmweb.evaluations",
     "llmweb.web",
     "llmweb.api",
     "jobs",
@@ -253,6 +254,9 @@ CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Training jobs go to this queue (one worker per GPU consumes it).
 LLMWEB_TRAIN_QUEUE = os.environ.get("LLMWEB_TRAIN_QUEUE", "gpu")
+# Whether the training workers have CUDA GPUs (the web process cannot see them): GPU-only
+# choices such as bitsandbytes quantization are refused up front without it.
+LLMWEB_GPU_WORKERS = envbool("LLMWEB_GPU_WORKERS", False)
 # Each job kind names its queue; jobs.services sends run_job there explicitly.
 CELERY_TASK_ROUTES = {"jobs.tasks.generate": {"queue": "inference"}}
 # Job kinds (the jobs.kinds registry): modules imported for their @register. A deployment
@@ -260,6 +264,9 @@ CELERY_TASK_ROUTES = {"jobs.tasks.generate": {"queue": "inference"}}
 LLMWEB_JOB_KINDS = [
     "jobs.kinds.finetune",
     "jobs.kinds.pretrain",
+    "jobs.kinds.evaluate",
+    "jobs.kinds.compress",
+    "jobs.kinds.distill",
     *[m.strip() for m in os.environ.get("LLMWEB_EXTRA_JOB_KINDS", "").split(",") if m.strip()],
 ]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -311,6 +318,16 @@ LOGGING = {
 # puts a job whose heartbeat is older than this back in the queue.
 LLMWEB_HEARTBEAT_STALE_SECONDS = envint("LLMWEB_HEARTBEAT_STALE_SECONDS", 30)
 LLMWEB_REAPER_INTERVAL_SECONDS = envint("LLMWEB_REAPER_INTERVAL_SECONDS", 15)
+# Playground serving: the weights an inference worker keeps loaded (LRU beyond that), how
+# long a request may wait for a worker to pick it up, and how long a started one may go
+# without a message (the worker heart-beats every second) before the page says it died.
+LLMWEB_INFERENCE_QUEUE = os.environ.get("LLMWEB_INFERENCE_QUEUE", "inference")
+LLMWEB_INFERENCE_CACHE_MB = envint("LLMWEB_INFERENCE_CACHE_MB", 4096)
+LLMWEB_PLAYGROUND_START_SECONDS = envint("LLMWEB_PLAYGROUND_START_SECONDS", 30)
+LLMWEB_PLAYGROUND_STALL_SECONDS = envint("LLMWEB_PLAYGROUND_STALL_SECONDS", 5)
+LLMWEB_PLAYGROUND_MAX_STREAMS = envint("LLMWEB_PLAYGROUND_MAX_STREAMS", 4)
+# Past this many waiting requests the API answers 429 with Retry-After.
+LLMWEB_PLAYGROUND_MAX_QUEUE = envint("LLMWEB_PLAYGROUND_MAX_QUEUE", 64)
 # Datasets and model arrivals (llmweb/catalog/services/liveness.py): the same heartbeat rule, plus
 # work that no worker claimed within this long is sent again, this many times, then failed.
 LLMWEB_UNCLAIMED_REQUEUE_SECONDS = envint("LLMWEB_UNCLAIMED_REQUEUE_SECONDS", 600)

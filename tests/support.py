@@ -140,6 +140,7 @@ class Worker:
         log: Path | None = None,
         beat: bool = False,
         env: dict[str, str] | None = None,
+        pool: str | None = None,
     ):
         env = env or {}
         self.instance = env.get("LLMWEB_INSTANCE") or settings.LLMWEB_INSTANCE
@@ -155,6 +156,7 @@ class Worker:
             host="localhost",
             beat_schedule=self.log.with_suffix(".beat") if beat else None,
             quiet=True,
+            pool=pool,
         )
         self.proc = subprocess.Popen(
             args,
@@ -377,22 +379,26 @@ def browser_login(page, base: str, username: str, password: str | None = None) -
 
 @contextlib.contextmanager
 def broker_unreachable() -> Iterator[None]:
-    """Point this process's Celery producer at a closed port (a broker that is down)."""
+    """Point this process's Celery producers at a closed port (a broker that is down).
+
+    The pools of the real broker are set aside untouched and put back afterwards; only the
+    pools made for the dead address are closed.
+    """
     from llmweb.celery import app
 
-    old = app.conf.broker_url
-    app.pool.force_close_all()
-    app._pool = None  # the producer pool is built from broker_url on first use
+    saved = app.conf.broker_url, app._pool, app.amqp._producer_pool
     app.conf.broker_url = "redis://127.0.0.1:1/0"
+    app._pool = app.amqp._producer_pool = None  # rebuilt from broker_url on first use
     try:
         yield
     finally:
-        app.pool.force_close_all()
-        app._pool = None
-        # The control mailbox's producer pool still holds the closed connection pool;
-        # without this, every later inspect()/ping() answers "Acquire on closed pool".
-        app.amqp._producer_pool = None
-        from kombu import pools
+        dead = app.amqp._producer_pool, app._pool
+        app.conf.broker_url, app._pool, app.amqp._producer_pool = saved
+        for pool in dead:
+            if pool is not None:
+                pool.force_close_all()
 
-        pools.reset()
-        app.conf.broker_url = old
+
+# The stall timeout the playground tests' server runs with (a dead worker is reported
+# after this many seconds without a message).
+PLAYGROUND_STALL_SECONDS = 3

@@ -27,7 +27,14 @@ from rest_framework.test import APIClient
 from llmweb.accounts import services
 from llmweb.accounts.models import Role
 from llmweb.routing import websocket_urlpatterns
-from tests.factories import bundled_model, job_record, make_user, ready_dataset, sms_rows
+from tests.factories import (
+    bundled_model,
+    evaluation_with_samples,
+    job_record,
+    make_user,
+    ready_dataset,
+    sms_rows,
+)
 
 SKIP_PREFIXES = ("admin/", "accounts/", "api/schema", "api/docs", "api/redoc", "healthz")
 WRITE = {"post", "put", "patch", "delete"}
@@ -40,6 +47,7 @@ PARAM_OBJECTS = {
     "dataset_id": "dataset",
     "model_id": "model",
     "job_id": "job",
+    "evaluation_id": "evaluation",
 }
 PK_OBJECTS = {
     "team": "team",
@@ -47,6 +55,7 @@ PK_OBJECTS = {
     "dataset": "dataset",
     "model": "model",
     "job": "job",
+    "evaluation": "evaluation",
 }
 # Parameters that are not objects, with a valid value.
 PLAIN_PARAMS = {"action": "cancel"}
@@ -139,6 +148,7 @@ def world(db, alice, bob, charlie, team, charlie_team):
     dataset = ready_dataset(team, "classification", sms_rows(40))
     model = bundled_model(team)
     job = job_record(team=team, base_model=model, dataset=dataset)
+    evaluation = evaluation_with_samples(model=model, dataset=dataset, job=job)
     ids = {
         "team": team.pk,
         "member": bob.pk,
@@ -146,6 +156,7 @@ def world(db, alice, bob, charlie, team, charlie_team):
         "dataset": dataset.pk,
         "model": model.pk,
         "job": job.pk,
+        "evaluation": evaluation.pk,
     }
     return {
         "users": {"alice": alice, "bob": bob, "vera": vera, "charlie": charlie},

@@ -7,8 +7,10 @@ from rest_framework.routers import DefaultRouter
 
 from llmweb.api.accounts import views as accounts
 from llmweb.api.datasets import views as datasets
+from llmweb.api.evaluations import views as evaluations
 from llmweb.api.jobs import views as jobs
 from llmweb.api.models import views as models
+from llmweb.api.playground import views as playground
 from llmweb.core.ids import ID_REGEX
 
 
@@ -30,10 +32,14 @@ router.register("tokens", accounts.ApiTokenViewSet, basename="token")
 router.register("datasets", datasets.DatasetViewSet, basename="dataset")
 router.register("models", models.ModelViewSet, basename="model")
 router.register("jobs", jobs.JobViewSet, basename="job")
+router.register("evaluations", evaluations.EvaluationViewSet, basename="evaluation")
 
 urlpatterns = [
     path("me/", accounts.MeApi.as_view(), name="api-me"),
     path("presets/", models.PresetListApi.as_view(), name="api-presets"),
     path("job-kinds/", jobs.JobKindListApi.as_view(), name="api-job-kinds"),
+    path("models/<id:pk>/generate/", playground.model_generate, name="model-generate"),
+    path("models/<id:pk>/classify/", playground.model_classify, name="model-classify"),
+    path("compare/", evaluations.CompareApi.as_view(), name="api-compare"),
     path("", include(router.urls)),
 ]

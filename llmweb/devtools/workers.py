@@ -29,6 +29,7 @@ def worker_command(
     beat_schedule: Path | str | None = None,
     loglevel: str = "INFO",
     quiet: bool = False,
+    pool: str | None = None,
 ) -> list[str]:
     """argv of a worker named ``<role>.<instance>@<host>`` consuming ``queues``.
 
@@ -37,6 +38,8 @@ def worker_command(
             (one beat per deployment: the reaper must not run twice).
         quiet: no gossip and no mingle; a short-lived worker (tests, benchmarks) starts
             faster without them and needs neither.
+        pool: Celery's pool (``threads`` for an inference worker: one model cache per
+            process, see docs/ARCHITECTURE.md "Serving"); None keeps Celery's prefork.
     """
     names = queues if isinstance(queues, str) else ",".join(queues)
     cmd = [
@@ -59,6 +62,8 @@ def worker_command(
         cmd += ["--without-gossip", "--without-mingle"]
     if beat_schedule is not None:
         cmd += ["-B", "-s", str(beat_schedule)]
+    if pool:
+        cmd += ["-P", pool]
     return cmd
 
 

@@ -316,7 +316,13 @@ def test_an_unreachable_queue_fails_the_job_at_once(api, alice, team):
     job = Job.objects.get(pk=r.json()["id"])
     assert job.status == "failed" and job.finished_at is not None
     assert job.error["code"] == "queue_unavailable" and "Try again" in job.error["message"]
+    assert "OperationalError" in job.error["message"]  # refused by the network, nothing else
     statuses = [
         e.data["status"] for e in JobEvent.objects.filter(job=job, kind="status").order_by("seq")
     ]
     assert statuses == ["validating", "queued", "failed"]
+    # The real broker works again for whatever comes next.
+    r = submit(
+        api(alice), base_model=bundled_model(team).id, dataset=sms.id, params={"max_steps": 1}
+    )
+    assert Job.objects.get(pk=r.json()["id"]).status == "queued"

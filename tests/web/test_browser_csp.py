@@ -22,6 +22,7 @@ PAGES = [
     "/models/new/upload/",
     "/jobs/",
     "/jobs/new/",
+    "/playground/",
     "/api/docs/",
     "/admin/",
 ]

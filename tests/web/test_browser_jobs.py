@@ -6,7 +6,7 @@ import pytest
 
 from jobs.models import Job
 from tests.factories import bundled_model, ready_dataset, sms_rows
-from tests.support import browser_login
+from tests.support import browser_login, wait_job_status
 
 pytestmark = [
     pytest.mark.browser,
@@ -15,6 +15,7 @@ pytestmark = [
 ]
 
 
+@pytest.mark.timeout(420)
 def test_start_job_from_form_and_watch_chart_grow(
     browser_page, live_server_proc, worker, alice, team
 ):
@@ -48,7 +49,10 @@ def test_start_job_from_form_and_watch_chart_grow(
     # Every 50 ms the page notes how many loss points the chart has: a fast job may finish
     # before the page opens (the chart then fills from history at once), a slow one grows.
     points = "() => window.jobCharts.loss.data.datasets[0].data.length"
-    page.wait_for_selector("#status.succeeded", timeout=120_000)
+    # The session's one worker may still be busy with an earlier test's upload: wait for the
+    # job itself, with the same budget as every job wait.
+    assert wait_job_status(job_id).status == "succeeded"
+    page.wait_for_selector("#status.succeeded", timeout=30_000)
     page.wait_for_function(f"({points})() === 8", timeout=20_000)
     seen = page.evaluate("() => window.__chartCounts")
     assert seen == sorted(seen) and seen[-1] == 8, seen  # it only ever grows, to 8

@@ -30,9 +30,11 @@ from llmweb.catalog.models import ModelSource, ModelTask
 from llmweb.catalog.services import models as services
 from llmweb.catalog.services.model_facts import preset_param_count_exact
 from llmweb.core.errors import DomainError
+from llmweb.evaluations.selectors import evaluation_list_for_user
 from llmweb.web.common import form_error, team_or_404
 from llmweb.web.models import forms
 from llmweb.web.models.metrics import metrics_view
+from llmweb.web.models.report import report_rows, smaller_links
 
 SORTS = [
     ("-created_at", "Newest"),
@@ -100,6 +102,9 @@ def model_detail(request, model_id: int):
             "metrics": metrics_view(model.metrics),
             "usable_for": model_usable_for(model=model),
             "used_by": selectors.job_refs(selectors.jobs_using(model=model)),
+            "evaluations": evaluation_list_for_user(user=request.user, model=model)[:50],
+            "report_rows": report_rows(model.report),
+            "smaller_links": smaller_links(model),
             "config_rows": sorted((model.config_summary or {}).items()),
             "can_write": can_write(user=request.user, team=model.team),
             "params_display": f"{model.num_parameters:,} ({human_count(model.num_parameters)})"
