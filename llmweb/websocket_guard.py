@@ -61,7 +61,9 @@ def origin_allowed(origin: str | None, *, host_header: str | None, ws_scheme: st
     if wanted in trusted:
         return True
     if not host_header:
-        return False
+        # Every HTTP/1.1 handshake carries Host (uvicorn requires it); only in-process
+        # callers omit it. Then the host alone must be allowed, as Channels checks.
+        return validate_host(wanted[1], settings.ALLOWED_HOSTS)
     own = _origin_tuple("https" if ws_scheme == "wss" else "http", host_header)
     if own is None or not validate_host(own[1], settings.ALLOWED_HOSTS):
         return False

@@ -44,32 +44,38 @@ async def _receive(comm, n: int) -> list[dict]:
 
 def test_anonymous_is_refused_with_4401(job):
     async def scenario():
-        return await _communicator(job.pk, None).connect()
+        comm = _communicator(job.pk, None)
+        # Denials are accept + close(code), so the browser can read the code
+        # (llmweb/websocket_guard.py); a crash would not produce one.
+        return await comm.connect(), await comm.receive_output(timeout=10)
 
-    assert asyncio.run(scenario()) == (False, 4401)
+    assert asyncio.run(scenario()) == ((True, None), {"type": "websocket.close", "code": 4401})
 
 
 def test_another_teams_member_is_refused_with_4404(job, client, charlie):
     cookie = session_cookie(client, charlie)
 
     async def scenario():
-        return await _communicator(job.pk, cookie).connect()
+        comm = _communicator(job.pk, cookie)
+        return await comm.connect(), await comm.receive_output(timeout=10)
 
-    assert asyncio.run(scenario()) == (False, 4404)
+    assert asyncio.run(scenario()) == ((True, None), {"type": "websocket.close", "code": 4404})
 
 
 def test_a_foreign_origin_is_refused_before_the_consumer_runs(job, client, alice):
     cookie = session_cookie(client, alice)
 
     async def scenario():
-        foreign = await _communicator(job.pk, cookie, origin=b"http://evil.example").connect()
+        evil = _communicator(job.pk, cookie, origin=b"http://evil.example")
+        await evil.connect()
+        foreign = await evil.receive_output(timeout=10)
         own = _communicator(job.pk, cookie)
         ok = await own.connect()
         await own.disconnect()
         return foreign, ok
 
-    (connected, _code), ok = asyncio.run(scenario())
-    assert not connected
+    foreign, ok = asyncio.run(scenario())
+    assert foreign == {"type": "websocket.close", "code": 4403}
     assert ok == (True, None)  # the same person from the site's own origin gets in
 
 
