@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 SMS = ROOT / "llmweb" / "catalog" / "samples" / "SMSSpamCollection.tsv"
+QUEUE = f"bench-gpu-{os.getpid()}"
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -202,7 +203,9 @@ def start_stack(work: Path) -> tuple[dict, list[subprocess.Popen], object]:
         "DATABASE_URL": f"sqlite:///{work}/bench.sqlite3",
         "REDIS_URL": redis.url.rsplit("/", 1)[0] + "/11",
         "DJANGO_SETTINGS_MODULE": "llmweb.settings",
-        "LLMWEB_TRAIN_QUEUE": "bench-gpu",
+        # A queue of this run's own: two benchmarks on one Redis must not take each
+        # other's jobs (a job id means nothing in the other run's database).
+        "LLMWEB_TRAIN_QUEUE": QUEUE,
         "PYTHONUNBUFFERED": "1",
     }
     os.environ.update(
@@ -230,7 +233,7 @@ def start_stack(work: Path) -> tuple[dict, list[subprocess.Popen], object]:
                 "llmweb",
                 "worker",
                 "-Q",
-                "bench-gpu",
+                QUEUE,
                 "-c",
                 "1",
                 "-n",
