@@ -237,7 +237,7 @@ def start_stack(work: Path) -> tuple[dict, list[subprocess.Popen], object]:
                 "-c",
                 "1",
                 "-n",
-                "bench@%h",
+                f"{QUEUE}@%h",
                 "--without-gossip",
                 "--without-mingle",
             ],
