@@ -41,7 +41,6 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 SMS = ROOT / "llmweb" / "catalog" / "samples" / "SMSSpamCollection.tsv"
-QUEUE = f"bench-gpu-{os.getpid()}"
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -193,8 +192,10 @@ def accuracy(model, tok, split, max_length: int) -> float:
 
 
 def start_stack(work: Path) -> tuple[dict, list[subprocess.Popen], object]:
+    from llmweb.core.instance import instance_name
     from llmweb.devtools.redis import ensure_redis, free_port
     from llmweb.devtools.server import asgi_command
+    from llmweb.devtools.workers import worker_command
 
     redis = ensure_redis()
     env = {
@@ -203,9 +204,7 @@ def start_stack(work: Path) -> tuple[dict, list[subprocess.Popen], object]:
         "DATABASE_URL": f"sqlite:///{work}/bench.sqlite3",
         "REDIS_URL": redis.url.rsplit("/", 1)[0] + "/11",
         "DJANGO_SETTINGS_MODULE": "llmweb.settings",
-        # A queue of this run's own: two benchmarks on one Redis must not take each
-        # other's jobs (a job id means nothing in the other run's database).
-        "LLMWEB_TRAIN_QUEUE": QUEUE,
+        "LLMWEB_TRAIN_QUEUE": "bench-gpu",
         "PYTHONUNBUFFERED": "1",
     }
     os.environ.update(
@@ -225,22 +224,13 @@ def start_stack(work: Path) -> tuple[dict, list[subprocess.Popen], object]:
     log = open(work / "stack.log", "w")  # noqa: SIM115
     procs = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "llmweb",
-                "worker",
-                "-Q",
-                QUEUE,
-                "-c",
-                "1",
-                "-n",
-                f"{QUEUE}@%h",
-                "--without-gossip",
-                "--without-mingle",
-            ],
+            worker_command(
+                role="bench",
+                queues="bench-gpu",
+                instance=instance_name(work / "var", env=env),
+                concurrency=1,
+                quiet=True,
+            ),
             cwd=ROOT,
             env=env,
             stdout=log,

@@ -19,7 +19,13 @@ from rest_framework.test import APIClient
 from llmweb.accounts import services
 from llmweb.accounts.models import Role
 from tests import support
-from tests.factories import make_user, tiny_preset_folder
+from tests.factories import (
+    long_gpt2_folder,
+    make_user,
+    registered_folder,
+    tiny_classifier_folder,
+    tiny_preset_folder,
+)
 from tests.support import LiveServer, Worker
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -49,6 +55,22 @@ def _test_storage(tmp_path_factory):
     settings.MEDIA_ROOT = storage
     yield storage
     shutil.rmtree(storage, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Each test starts with no log-in failures, throttle history or sign-up counts.
+
+    That state lives in Redis under this session's prefix (the ``shared`` cache); only
+    those keys are removed, never the database, which other runs share.
+    """
+    import redis
+
+    prefix = settings.CACHES["shared"]["KEY_PREFIX"]
+    client = redis.Redis.from_url(settings.CACHES["shared"]["LOCATION"])
+    keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
 
 
 @pytest.fixture
@@ -126,7 +148,9 @@ def browser_page(live_server_proc):
         browser = p.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=support.CHROMIUM_ARGS
         )
-        page = browser.new_page()
+        # Playwright's wait_for_function compiles its predicate with eval, which our CSP
+        # forbids; test_browser_csp.py checks the pages under the real policy.
+        page = browser.new_page(bypass_csp=True)
         page.set_default_timeout(30_000)
         yield page
         browser.close()
@@ -136,3 +160,78 @@ def browser_page(live_server_proc):
 def tiny_model(tmp_path_factory) -> Path:
     """A tiny GPT-2 preset folder (safetensors + tokenizer), built once per session."""
     return tiny_preset_folder(tmp_path_factory.mktemp("tiny") / "gpt2")
+
+
+# --- playground: a live server and a threaded inference worker on a queue of their own ---
+# The session ``worker`` also consumes ``inference``; the playground tests kill workers and
+# count what one worker did, so they get a private queue (LLMWEB_INFERENCE_QUEUE) only
+# their worker reads, and a server that sends there with a short stall timeout.
+
+
+@pytest.fixture(scope="module")
+def inference_queue():
+    return f"inference-{settings.TEST_RUN}"
+
+
+@pytest.fixture(scope="module")
+def playground_server(django_db_setup, inference_queue):
+    server = LiveServer(
+        env={
+            "LLMWEB_INFERENCE_QUEUE": inference_queue,
+            "LLMWEB_PLAYGROUND_STALL_SECONDS": str(support.PLAYGROUND_STALL_SECONDS),
+            "LLMWEB_PLAYGROUND_START_SECONDS": "30",
+        }
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def inference_worker(django_db_setup, inference_queue):
+    """The pool an inference worker runs: threads, so a model is loaded once per process."""
+    w = Worker(queues=inference_queue, concurrency=2, pool="threads")
+    try:
+        w.wait_ready()
+        yield w
+    finally:
+        w.stop()
+
+
+@pytest.fixture(scope="session")
+def playground_folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("playground-models")
+    return {
+        "long": long_gpt2_folder(root / "long"),
+        "clf": tiny_classifier_folder(root / "clf"),
+        "tiny": tiny_preset_folder(root / "tiny"),
+        "t5": tiny_preset_folder(root / "t5", family="t5"),
+    }
+
+
+@pytest.fixture
+def playground_page(playground_server):
+    """A Playwright page for the playground server (CSP bypassed for wait_for_function, as
+    in ``browser_page``; test_browser_csp.py loads /playground/ under the real policy)."""
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    from tests.skips import CHROMIUM
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=support.CHROMIUM_ARGS
+        )
+        page = browser.new_page(bypass_csp=True)
+        page.set_default_timeout(30_000)
+        yield page
+        browser.close()
+
+
+@pytest.fixture
+def long_model(team, playground_folders):
+    return registered_folder(team, playground_folders["long"], name="longfox", task="causal-lm")
+
+
+@pytest.fixture
+def classifier(team, playground_folders):
+    return registered_folder(team, playground_folders["clf"], name="spamfox", task="classification")

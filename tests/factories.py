@@ -202,6 +202,7 @@ def preset_model(team, family: str, texts: list[str], *, name: str | None = None
     record = RegisteredModel.objects.create(
         team=team, name=name or f"{family}-tiny", source="preset", status="pending"
     )
+    record.delete_files()  # a rolled-back test may have left files under this id
     info = create_preset_model(
         family=family, size="tiny", out_dir=record.artifact_dir, texts=texts, vocab_size=800
     )
@@ -210,6 +211,8 @@ def preset_model(team, family: str, texts: list[str], *, name: str | None = None
     record.num_parameters = info.num_parameters
     record.max_length = info.max_length
     record.architecture = info.architecture
+    record.model_type = info.model_type
+    record.tokenizer = info.tokenizer or {}
     record.save()
     return record
 
@@ -219,6 +222,88 @@ def bundled_model(team):
     from llmweb.catalog.models import RegisteredModel
 
     return RegisteredModel.objects.get(team=team, source="bundled")
+
+
+def classifier_model(team, label_names, *, name: str = "clf", seed: int = 0, hidden: int = 32):
+    """A tiny BERT classifier (random weights, the bundled MiniLM tokenizer) registered as
+    ready with ``label_names``: a real model folder to evaluate in seconds."""
+    import torch
+    import transformers
+
+    from jobs.engine.models import bundled_model_path
+    from llmweb.catalog.models import RegisteredModel
+
+    record = RegisteredModel.objects.create(team=team, name=name, source="upload", status="pending")
+    torch.manual_seed(seed)
+    config = transformers.BertConfig(
+        vocab_size=30522,
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=128,
+        id2label=dict(enumerate(label_names)),
+        label2id={n: i for i, n in enumerate(label_names)},
+    )
+    folder = record.artifact_dir
+    model = transformers.BertForSequenceClassification(config)
+    model.save_pretrained(str(folder))
+    for item in bundled_model_path().iterdir():
+        if item.name.startswith(("tokenizer", "vocab", "special_tokens")):
+            shutil.copy(item, folder / item.name)
+    record.task = "classification"
+    record.status = "ready"
+    record.label_names = list(label_names)
+    record.num_parameters = sum(p.numel() for p in model.parameters())
+    record.max_length = 128
+    record.architecture = "BertForSequenceClassification"
+    record.save()
+    return record
+
+
+def evaluation_with_samples(*, model, dataset, job=None, rows: list[dict] | None = None):
+    """An Evaluation record with a per-sample JSONL in storage, without running a model."""
+    from django.conf import settings
+
+    from llmweb.evaluations.services import evaluation_record
+
+    rows = rows or [
+        {
+            "i": 0,
+            "input": "win cash",
+            "true": "spam",
+            "pred": "ham",
+            "loss": 2.0,
+            "confidence": 0.8,
+            "correct": False,
+        },
+        {
+            "i": 1,
+            "input": "hi mum",
+            "true": "ham",
+            "pred": "ham",
+            "loss": 0.1,
+            "confidence": 0.9,
+            "correct": True,
+        },
+    ]
+    path = Path(settings.STORAGE_DIR) / "teams" / str(model.team_id) / "evaluations"
+    path.mkdir(parents=True, exist_ok=True)
+    path = path / f"samples-{model.pk}-{dataset.pk}.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return evaluation_record(
+        job=job,
+        model=model,
+        dataset=dataset,
+        split="test",
+        measure="classification",
+        metrics={"accuracy": 0.5, "labels": ["ham", "spam"], "confusion_matrix": [[1, 0], [1, 0]]},
+        signatures={"classification": "sklearn"},
+        device="cpu",
+        speed={"latency_p50_ms": 1.0},
+        samples_path=path,
+        num_samples=len(rows),
+    )
 
 
 def minilm_dir() -> Path:
@@ -396,3 +481,126 @@ def job_record(*, team, base_model, dataset=None, type="finetune", status="succe
     job = Job.objects.create(team=team, type=type, dataset=dataset, status=status)
     JobModel.objects.create(job=job, model=base_model, role="base")
     return job
+
+
+# --- playground models -----------------------------------------------------------------------
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def long_gpt2_folder(dest: Path, *, positions: int = 4096) -> Path:
+    """A 2-layer GPT-2 with ``positions`` positions and a chat template, random weights.
+
+    The presets stop at 256 positions, which a CPU decodes in well under a second; a Stop
+    or a disconnect is tested while this one is still generating.
+    """
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from jobs.engine.models.loading import load_tokenizer
+
+    if (dest / "config.json").exists():
+        return dest
+    tok = load_tokenizer(tiny_preset_folder(dest.parent / f"{dest.name}-base"))
+    tok.chat_template = CHAT_TEMPLATE
+    config = GPT2Config(
+        vocab_size=len(tok),
+        n_positions=positions,
+        n_embd=64,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=tok.bos_token_id or tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(0)
+    GPT2LMHeadModel(config).save_pretrained(str(dest))
+    tok.save_pretrained(str(dest))
+    return dest
+
+
+def tiny_classifier_folder(dest: Path) -> Path:
+    """A GPT-2 tiny with a two-label head (ham/spam), random weights."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from jobs.engine.models.loading import load_tokenizer
+
+    if (dest / "config.json").exists():
+        return dest
+    base = tiny_preset_folder(dest.parent / f"{dest.name}-base")
+    config = AutoConfig.from_pretrained(str(base))
+    config.num_labels = 2
+    config.id2label = {0: "ham", 1: "spam"}
+    config.label2id = {"ham": 0, "spam": 1}
+    config.pad_token_id = config.eos_token_id
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(str(dest))
+    load_tokenizer(base).save_pretrained(str(dest))
+    return dest
+
+
+def registered_folder(team, folder: Path, *, name: str, task: str):
+    """A ready model record whose artifact is a copy of ``folder``."""
+    from llmweb.catalog.models import RegisteredModel
+
+    record = RegisteredModel.objects.create(
+        team=team, name=name, source="upload", status="ready", task=task
+    )
+    shutil.copytree(folder, record.artifact_dir)
+    return record
+
+
+def tiny_model_folder(out_dir, family: str, texts: list[str], *, labels=None, seed: int = 0):
+    """A tiny preset written to ``out_dir``; with ``labels`` it is a classifier (random head)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from jobs.engine.models import create_preset_model, load_for_task
+
+    if labels is None:
+        return create_preset_model(
+            family=family, size="tiny", out_dir=out_dir, texts=texts, vocab_size=800, seed=seed
+        )
+    scratch = Path(tempfile.mkdtemp(prefix="tiny-"))
+    try:
+        create_preset_model(
+            family=family,
+            size="tiny",
+            out_dir=scratch / "m",
+            texts=texts,
+            vocab_size=800,
+            seed=seed,
+        )
+        model, tokenizer = load_for_task(scratch / "m", "classification", label_names=labels)
+        model.save_pretrained(str(out_dir))
+        tokenizer.save_pretrained(str(out_dir))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    from jobs.engine.models import inspect_model
+
+    return inspect_model(out_dir)
+
+
+def tiny_classifier(team, texts: list[str], labels: list[str], *, name: str = "tiny-clf"):
+    """A ready tiny BERT classifier record (random weights; a head for ``labels``)."""
+    from llmweb.catalog.models import RegisteredModel
+
+    record = RegisteredModel.objects.create(team=team, name=name, source="preset", status="pending")
+    record.delete_files()  # a rolled-back test may have left files under this id
+    info = tiny_model_folder(record.artifact_dir, "bert", texts, labels=labels)
+    record.task = info.task
+    record.status = "ready"
+    record.num_parameters = info.num_parameters
+    record.size_bytes = info.size_bytes
+    record.dtype = info.dtype
+    record.max_length = info.max_length
+    record.architecture = info.architecture
+    record.model_type = info.model_type
+    record.label_names = info.label_names
+    record.tokenizer = info.tokenizer or {}
+    record.config_summary = dict(info.config)
+    record.save()
+    return record

@@ -11,7 +11,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,8 +20,10 @@ from typing import Any
 import httpx
 from django.conf import settings
 
+from llmweb.core.instance import redis_key_prefix, worker_node_name
 from llmweb.devtools.redis import free_port
 from llmweb.devtools.server import asgi_command
+from llmweb.devtools.workers import worker_command
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES_DIR = ROOT / "llmweb" / "catalog" / "samples"
@@ -103,6 +104,32 @@ def wait_for(
     )
 
 
+def celery_app_for(instance: str):
+    """The project's Celery app, or a client of another instance on the same Redis.
+
+    Tests that run two deployments side by side send and inspect through this.
+    """
+    from llmweb.celery import app
+
+    if instance == settings.LLMWEB_INSTANCE:
+        return app
+    from celery import Celery
+
+    prefix = redis_key_prefix(instance)
+    other = Celery(f"llmweb-{instance}", set_as_current=False)
+    other.conf.update(
+        broker_url=settings.CELERY_BROKER_URL,
+        result_backend=settings.CELERY_RESULT_BACKEND,
+        broker_transport_options={
+            **settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+            "global_keyprefix": prefix,
+        },
+        result_backend_transport_options={"global_keyprefix": prefix},
+        task_default_queue=settings.CELERY_TASK_DEFAULT_QUEUE,
+    )
+    return other
+
+
 class Worker:
     """A `celery worker` subprocess. ``kill()`` sends SIGKILL to the whole process group."""
 
@@ -113,41 +140,35 @@ class Worker:
         log: Path | None = None,
         beat: bool = False,
         env: dict[str, str] | None = None,
+        pool: str | None = None,
     ):
-        self.name = f"test-{uuid.uuid4().hex[:8]}@localhost"
-        self.log = log or Path(settings.VAR_DIR) / f"worker-{self.name.split('@')[0]}.log"
+        env = env or {}
+        self.instance = env.get("LLMWEB_INSTANCE") or settings.LLMWEB_INSTANCE
+        role = f"test-{uuid.uuid4().hex[:8]}"
+        self.name = worker_node_name(role, self.instance, "localhost")
+        self.log = log or Path(settings.VAR_DIR) / f"worker-{role}.log"
         self._fh = open(self.log, "w")  # noqa: SIM115 - closed in stop()
-        args = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "llmweb",
-            "worker",
-            "-Q",
-            queues,
-            "-c",
-            str(concurrency),
-            "-n",
-            self.name,
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "INFO",
-        ]
-        if beat:
-            args += ["-B", "-s", str(self.log.with_suffix(".beat"))]
+        args = worker_command(
+            role=role,
+            queues=queues,
+            instance=self.instance,
+            concurrency=concurrency,
+            host="localhost",
+            beat_schedule=self.log.with_suffix(".beat") if beat else None,
+            quiet=True,
+            pool=pool,
+        )
         self.proc = subprocess.Popen(
             args,
             cwd=ROOT,
-            env=child_env(**(env or {})),
+            env=child_env(**env),
             stdout=self._fh,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
     def wait_ready(self, timeout: float = WORKER_START_TIMEOUT) -> Worker:
-        from llmweb.celery import app
+        app = celery_app_for(self.instance)
 
         def ready():
             if self.proc.poll() is not None:
@@ -180,7 +201,7 @@ class Worker:
 class LiveServer:
     """The ASGI server (HTTP + websockets) the run command uses, on a free port."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = Path(settings.VAR_DIR) / f"server-{self.port}.log"
@@ -188,7 +209,7 @@ class LiveServer:
         self.proc = subprocess.Popen(
             asgi_command("127.0.0.1", self.port),
             cwd=ROOT,
-            env=child_env(),
+            env=child_env(**(env or {})),
             stdout=self._fh,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -333,6 +354,7 @@ def ws_job_connect(
 
 # --- browser -------------------------------------------------------------------------------
 
+
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -374,3 +396,8 @@ def broker_unreachable() -> Iterator[None]:
         for pool in dead:
             if pool is not None:
                 pool.force_close_all()
+
+
+# The stall timeout the playground tests' server runs with (a dead worker is reported
+# after this many seconds without a message).
+PLAYGROUND_STALL_SECONDS = 3

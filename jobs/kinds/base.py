@@ -115,6 +115,8 @@ class JobKind:
     engine: ClassVar[str]  # "package.module:function", imported on the worker only
     # What the result is: "model" (a new model with a lineage edge), "evaluation", "none".
     produces: ClassVar[str] = "none"
+    # For kinds that produce a model: the kind of its lineage edge ("fine-tuned from").
+    lineage_edge: ClassVar[str] = ""
 
     # --- the table ------------------------------------------------------------------
 
@@ -229,8 +231,13 @@ def _load() -> None:
 
 
 def all_kinds() -> list[JobKind]:
+    """Every kind, in the order of the ``LLMWEB_JOB_KINDS`` setting (not import order: a
+    module imported early by a page must not become the form's default kind)."""
+    from django.conf import settings
+
     _load()
-    return list(_KINDS.values())
+    order = {module: i for i, module in enumerate(getattr(settings, "LLMWEB_JOB_KINDS", ()))}
+    return sorted(_KINDS.values(), key=lambda kind: order.get(type(kind).__module__, len(order)))
 
 
 def get_kind(name: str) -> JobKind:

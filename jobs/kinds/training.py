@@ -45,6 +45,13 @@ class TrainingKind(JobKind):
 
     def check(self, *, team: Any, inputs: Inputs, params: dict[str, Any]) -> Checked:
         base_model, dataset = inputs.get("base_model"), inputs.get("dataset")
+        if base_model.dtype == "int8":
+            raise JobError(
+                f"{base_model} is an int8 copy for serving; int8 weights cannot be trained. "
+                "Train the model it was quantized from.",
+                code="quantized_model",
+                param="base_model",
+            )
         task = dataset.schema
         allowed = COMPATIBLE.get(task, ())
         if base_model.task not in allowed:
@@ -160,6 +167,7 @@ class TrainingKind(JobKind):
     def finish(self, job: Job, result: Any) -> Outcome:
         """A new ready model with lineage (base model, dataset, job) and its card."""
         from llmweb.catalog.services.models import model_register_from_job
+        from llmweb.evaluations.services import evaluation_record_from_training
 
         metrics = {
             **result.metrics,
@@ -167,5 +175,12 @@ class TrainingKind(JobKind):
             "train_runtime": result.train_runtime,
             "global_step": result.global_step,
         }
-        model = model_register_from_job(job=job, output_dir=result.output_dir, metrics=metrics)
+        model = model_register_from_job(
+            job=job, output_dir=result.output_dir, metrics=metrics, edge=self.lineage_edge
+        )
+        # The run's own held-out metrics are an evaluation of the new model too, so the
+        # model page, comparisons and leaderboards find every number in one place.
+        evaluation_record_from_training(
+            job=job, model=model, metrics=result.metrics, device=result.device
+        )
         return Outcome(metrics=metrics, result_model=model)

@@ -49,7 +49,12 @@ def seed_datasets(*, team, user, stdout=None) -> None:
     folder = Path(os.environ.get("LLMWEB_SAMPLE_DATA") or SAMPLES_DIR)
     for filename, name, options in DEMO_DATASETS:
         path = folder / filename
-        if not path.is_file() or Dataset.objects.filter(team=team, name=name).exists():
+        if Dataset.objects.filter(team=team, name=name).exists():
+            continue
+        if not path.is_file():
+            # Say so: a demo team without its samples looked like a broken install.
+            if stdout is not None:
+                stdout.write(f"Sample file {filename} is missing from {folder}; {name} not seeded.")
             continue
         with open(path, "rb") as f:
             ds = dataset_upload_create(

@@ -89,28 +89,30 @@ def test_websocket_streams_steps_live_in_order_and_replays_history(
     assert [m["seq"] for m in again[1:]] == list(range(6, seqs[-1] + 1))
 
 
-def _handshake_status(live, cookie, job_id, **kw) -> int:
+def _close_code(live, cookie, job_id, **kw) -> int:
     async def attempt():
         async with ws_job_connect(live, cookie, job_id, **kw) as ws:
             await ws.recv()
+            await ws.recv()
 
-    with pytest.raises(websockets.exceptions.InvalidStatus) as info:
+    with pytest.raises(websockets.exceptions.ConnectionClosed) as info:
         asyncio.run(attempt())
-    return info.value.response.status_code
+    return info.value.rcvd.code
 
 
-def test_refused_handshakes_are_403_not_errors(
+def test_refused_sockets_close_with_the_reason_not_an_error(
     settings, live_server_proc, client, api, alice, team, charlie
 ):
     settings.LLMWEB_TRAIN_QUEUE = "gpu-no-worker"
     sms = ready_dataset(team, "classification", sms_rows(40), name="sms")
     job_id = submit_job(api(alice), bundled_model(team), sms, max_steps=1)["id"]
-    # A consumer that closes before accepting makes the server answer 403; a crash is 500.
-    assert _handshake_status(live_server_proc, session_cookie(client, charlie), job_id) == 403
-    assert _handshake_status(live_server_proc, None, job_id) == 403
+    # Denials are close codes (docs/ARCHITECTURE.md): 4401 who are you, 4403 not from here,
+    # 4404 no such job for you. A crash would be 1011.
+    assert _close_code(live_server_proc, session_cookie(client, charlie), job_id) == 4404
+    assert _close_code(live_server_proc, None, job_id) == 4401
     mine = session_cookie(client, alice)
-    assert _handshake_status(live_server_proc, mine, job_id, origin="http://evil.example") == 403
-    assert _handshake_status(live_server_proc, mine, 10**9) == 403  # no such job
+    assert _close_code(live_server_proc, mine, job_id, origin="http://evil.example") == 4403
+    assert _close_code(live_server_proc, mine, 10**9) == 4404  # no such job
 
     async def allowed():
         async with ws_job_connect(live_server_proc, mine, job_id) as ws:

@@ -18,8 +18,9 @@ from django.conf import settings
 
 from jobs.engine.base import EngineError
 from jobs.engine.schemas import TEXT_COLUMNS
-from llmweb.catalog.models import Dataset, ModelStatus, RegisteredModel
+from llmweb.catalog.models import Dataset, RegisteredModel
 from llmweb.catalog.services import models as services
+from llmweb.catalog.services.liveness import heartbeat, model_claim
 from llmweb.core.running import run_guarded
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,12 @@ __all__ = ["model_build_preset_task", "model_download_hub_task", "model_validate
 
 
 def _pending(model_id: int) -> RegisteredModel | None:
+    if not model_claim(model_id=model_id):
+        return None  # deleted, held by a live worker, or a duplicate delivery of finished work
     model = RegisteredModel.objects.select_related("team").filter(pk=model_id).first()
-    if model is None or model.status != ModelStatus.PENDING:
-        return None  # deleted, or a duplicate delivery of finished work
+    if model is not None:
+        # A try that was lost mid-way (killed worker) may have left part of the output.
+        shutil.rmtree(model.artifact_dir, ignore_errors=True)
     return model
 
 
@@ -50,7 +54,8 @@ def _run(model: RegisteredModel, work: Callable[[], tuple[Any, str | None]]) -> 
         shutil.rmtree(folder, ignore_errors=True)
         services.model_mark_failed(model_id=model.pk, error=error)
 
-    ran = run_guarded(work, what="Processing", on_failed=failed)
+    with heartbeat(model):
+        ran = run_guarded(work, what="Processing", on_failed=failed)
     if ran.state != "succeeded":
         return ran.state
     info, card = ran.value

@@ -124,6 +124,12 @@ def test_classification_trains_reports_each_step_and_saves_a_loadable_model(
     )
     assert loaded.config.id2label == {0: "neg", 1: "pos"}
     assert (result.output_dir / "tokenizer_config.json").is_file()
+    # After the loop the page shows phases, each with its own progress, not "0 s left".
+    phases = reporter.of_kind("phase")
+    evaluation = [p for p in phases if p["name"] == "final evaluation"]
+    assert evaluation[0]["done"] == 0 and evaluation[-1]["done"] == evaluation[-1]["total"] == 2
+    assert phases[-1]["name"] == "saving"
+    assert not any(str(tmp_path) in str(e) for e in reporter.events), "no server paths"
 
 
 @pytest.mark.parametrize("group_by_length", [True, False])
