@@ -354,8 +354,7 @@ def ws_job_connect(
 
 # --- browser -------------------------------------------------------------------------------
 
-# Where the browser tests find Debian's Chromium (tests/skips.py decides the skip).
-CHROMIUM = os.environ.get("LLMWEB_CHROMIUM", "/usr/bin/chromium")
+
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

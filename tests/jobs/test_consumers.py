@@ -32,10 +32,20 @@ def job(settings, api, alice, team) -> Job:
 
 
 def _communicator(job_id: int, cookie: str | None, *, after=0, origin: bytes = ORIGIN):
-    headers = [(b"origin", origin)]
+    headers = [(b"host", b"localhost"), (b"origin", origin)]
     if cookie is not None:
         headers.append((b"cookie", f"sessionid={cookie}".encode()))
     return WebsocketCommunicator(application, f"/ws/jobs/{job_id}/?after={after}", headers=headers)
+
+
+async def _refusal(comm) -> int:
+    """The close code of a refused handshake (sent as accept + close, so a page can read it)."""
+    connected, code = await comm.connect()
+    if not connected:
+        return code
+    out = await comm.receive_output(timeout=10)
+    assert out["type"] == "websocket.close", out
+    return out["code"]
 
 
 async def _receive(comm, n: int) -> list[dict]:
@@ -44,39 +54,34 @@ async def _receive(comm, n: int) -> list[dict]:
 
 def test_anonymous_is_refused_with_4401(job):
     async def scenario():
-        comm = _communicator(job.pk, None)
-        # Denials are accept + close(code), so the browser can read the code
-        # (llmweb/websocket_guard.py); a crash would not produce one.
-        return await comm.connect(), await comm.receive_output(timeout=10)
+        return await _refusal(_communicator(job.pk, None))
 
-    assert asyncio.run(scenario()) == ((True, None), {"type": "websocket.close", "code": 4401})
+    assert asyncio.run(scenario()) == 4401
 
 
 def test_another_teams_member_is_refused_with_4404(job, client, charlie):
     cookie = session_cookie(client, charlie)
 
     async def scenario():
-        comm = _communicator(job.pk, cookie)
-        return await comm.connect(), await comm.receive_output(timeout=10)
+        return await _refusal(_communicator(job.pk, cookie))
 
-    assert asyncio.run(scenario()) == ((True, None), {"type": "websocket.close", "code": 4404})
+    assert asyncio.run(scenario()) == 4404
 
 
 def test_a_foreign_origin_is_refused_before_the_consumer_runs(job, client, alice):
     cookie = session_cookie(client, alice)
 
     async def scenario():
-        evil = _communicator(job.pk, cookie, origin=b"http://evil.example")
-        await evil.connect()
-        foreign = await evil.receive_output(timeout=10)
+        foreign = await _refusal(_communicator(job.pk, cookie, origin=b"http://evil.example"))
         own = _communicator(job.pk, cookie)
         ok = await own.connect()
+        snapshot = await own.receive_json_from(timeout=10)
         await own.disconnect()
-        return foreign, ok
+        return foreign, ok, snapshot
 
-    foreign, ok = asyncio.run(scenario())
-    assert foreign == {"type": "websocket.close", "code": 4403}
-    assert ok == (True, None)  # the same person from the site's own origin gets in
+    foreign, ok, snapshot = asyncio.run(scenario())
+    assert foreign == 4403
+    assert ok[0] and snapshot["kind"] == "snapshot"  # the same person, from the site, gets in
 
 
 def test_a_lost_publish_is_filled_from_the_database(job, client, alice):

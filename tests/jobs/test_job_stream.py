@@ -6,7 +6,7 @@ import asyncio
 import json
 
 import pytest
-import websockets
+from websockets.exceptions import ConnectionClosed
 
 from tests.factories import bundled_model, ready_dataset, sms_rows
 from tests.support import (
@@ -95,7 +95,7 @@ def _close_code(live, cookie, job_id, **kw) -> int:
             await ws.recv()
             await ws.recv()
 
-    with pytest.raises(websockets.exceptions.ConnectionClosed) as info:
+    with pytest.raises(ConnectionClosed) as info:
         asyncio.run(attempt())
     return info.value.rcvd.code
 
