@@ -84,7 +84,9 @@ class JobReporter:
                         services.job_checkpoint_update(
                             job_id=self.job_id, step=int(data.get("step") or 0)
                         )
-                    services.job_event_append(job_id=self.job_id, kind=kind, data=data)
+                    services.job_event_append(
+                        job_id=self.job_id, kind=kind, data=data, worker=self.worker
+                    )
                 except Exception:  # noqa: BLE001 - one lost event must not stop the stream
                     log.exception("job %s: could not record a %s event", self.job_id, kind)
         finally:

@@ -15,7 +15,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 
-from jobs import services
+from jobs import inference, services
 from jobs.kinds import get_kind
 from jobs.models import Job
 from jobs.reporting import JobReporter
@@ -85,3 +85,11 @@ def run_job_task(self, job_id: int) -> str:
 def reap_stale_jobs_task(stale_seconds: float | None = None) -> list[int]:
     stale = timedelta(seconds=stale_seconds or settings.LLMWEB_HEARTBEAT_STALE_SECONDS)
     return services.job_requeue_stale(stale_after=stale)
+
+
+# Not acks_late: a generation whose worker died is not worth redelivering (its requester
+# was told and has moved on); the message's expiry drops one nobody picked up in time.
+@shared_task(name="jobs.tasks.generate", acks_late=False, ignore_result=True)
+def generate_task(message: dict) -> str:
+    """Stream one playground request's answer to its reply channel (``jobs.inference``)."""
+    return inference.serve(message)

@@ -39,7 +39,15 @@ def preload_engines(sender, instance, **kwargs) -> None:
     for kind in all_kinds():
         if kind.queue_name() in queues:
             importlib.import_module(kind.engine.partition(":")[0])
-    if "inference" in queues:
-        import transformers  # noqa: F401
+    from django.conf import settings
+
+    if "inference" in queues or settings.LLMWEB_INFERENCE_QUEUE in queues:
+        # Resolve transformers' lazy names once, before requests arrive on many threads.
+        import transformers
+
+        import jobs.engine.serving  # noqa: F401
+
+        for name in ("AutoConfig", "AutoTokenizer", "AutoModelForCausalLM", "LogitsProcessorList"):
+            getattr(transformers, name)
     # The default queue (uploads, validation) is not preloaded: its imports cost ~220 MB
     # of resident memory for a second or two saved on the first task.

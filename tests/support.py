@@ -1,23 +1,54 @@
-"""Real processes for tests: a Celery worker and the ASGI server on the test database."""
+"""Shared test helpers: real processes (worker, ASGI server), waits, API and websocket calls.
+
+Fixtures live in ``conftest.py``; rows and files are built in ``factories.py``; everything a
+test module calls that is neither lives here, once. Test modules import from these two
+modules only, never from ``conftest.py`` or from each other.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 from django.conf import settings
 
+from llmweb.core.instance import redis_key_prefix, worker_node_name
 from llmweb.devtools.redis import free_port
 from llmweb.devtools.server import asgi_command
+from llmweb.devtools.workers import worker_command
 
 ROOT = Path(__file__).resolve().parents[1]
+SAMPLES_DIR = ROOT / "llmweb" / "catalog" / "samples"
+FINISHED = ("succeeded", "failed", "cancelled")
+
+# One budget for every wait: a wait never outlives the test's own pytest-timeout, so a slow
+# machine fails with "timed out waiting for <what>" instead of a bare timeout stack dump.
+JOB_TIMEOUT = 150.0
+SETTLE_TIMEOUT = 90.0
+WORKER_START_TIMEOUT = 60.0
+_deadline: float | None = None
+
+
+def set_test_deadline(deadline: float | None) -> None:
+    """Called by conftest for each test: waits are cut to end 5 s before pytest-timeout."""
+    global _deadline
+    _deadline = deadline
+
+
+def shared_data(name: str) -> Path:
+    """A sample file shipped with the app; a missing one is a broken checkout, not a skip."""
+    path = SAMPLES_DIR / name
+    if not path.is_file():
+        raise FileNotFoundError(f"sample data {name} is missing from {SAMPLES_DIR}")
+    return path
 
 
 def test_database_url() -> str:
@@ -52,7 +83,13 @@ def wait_for(
     interval: float = 0.1,
     what: str = "condition",
 ):
+    """Poll ``check`` until it returns something truthy, and return that.
+
+    The wait ends at ``timeout`` or 5 s before the test's pytest-timeout, whichever is first.
+    """
     deadline = time.monotonic() + timeout
+    if _deadline is not None:
+        deadline = min(deadline, _deadline - 5)
     last_exc: Exception | None = None
     while time.monotonic() < deadline:
         try:
@@ -67,6 +104,32 @@ def wait_for(
     )
 
 
+def celery_app_for(instance: str):
+    """The project's Celery app, or a client of another instance on the same Redis.
+
+    Tests that run two deployments side by side send and inspect through this.
+    """
+    from llmweb.celery import app
+
+    if instance == settings.LLMWEB_INSTANCE:
+        return app
+    from celery import Celery
+
+    prefix = redis_key_prefix(instance)
+    other = Celery(f"llmweb-{instance}", set_as_current=False)
+    other.conf.update(
+        broker_url=settings.CELERY_BROKER_URL,
+        result_backend=settings.CELERY_RESULT_BACKEND,
+        broker_transport_options={
+            **settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+            "global_keyprefix": prefix,
+        },
+        result_backend_transport_options={"global_keyprefix": prefix},
+        task_default_queue=settings.CELERY_TASK_DEFAULT_QUEUE,
+    )
+    return other
+
+
 class Worker:
     """A `celery worker` subprocess. ``kill()`` sends SIGKILL to the whole process group."""
 
@@ -77,41 +140,35 @@ class Worker:
         log: Path | None = None,
         beat: bool = False,
         env: dict[str, str] | None = None,
+        pool: str | None = None,
     ):
-        self.name = f"test-{uuid.uuid4().hex[:8]}@localhost"
-        self.log = log or Path(settings.VAR_DIR) / f"worker-{self.name.split('@')[0]}.log"
+        env = env or {}
+        self.instance = env.get("LLMWEB_INSTANCE") or settings.LLMWEB_INSTANCE
+        role = f"test-{uuid.uuid4().hex[:8]}"
+        self.name = worker_node_name(role, self.instance, "localhost")
+        self.log = log or Path(settings.VAR_DIR) / f"worker-{role}.log"
         self._fh = open(self.log, "w")  # noqa: SIM115 - closed in stop()
-        args = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "llmweb",
-            "worker",
-            "-Q",
-            queues,
-            "-c",
-            str(concurrency),
-            "-n",
-            self.name,
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "INFO",
-        ]
-        if beat:
-            args += ["-B", "-s", str(self.log.with_suffix(".beat"))]
+        args = worker_command(
+            role=role,
+            queues=queues,
+            instance=self.instance,
+            concurrency=concurrency,
+            host="localhost",
+            beat_schedule=self.log.with_suffix(".beat") if beat else None,
+            quiet=True,
+            pool=pool,
+        )
         self.proc = subprocess.Popen(
             args,
             cwd=ROOT,
-            env=child_env(**(env or {})),
+            env=child_env(**env),
             stdout=self._fh,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
-    def wait_ready(self, timeout: float = 60) -> Worker:
-        from llmweb.celery import app
+    def wait_ready(self, timeout: float = WORKER_START_TIMEOUT) -> Worker:
+        app = celery_app_for(self.instance)
 
         def ready():
             if self.proc.poll() is not None:
@@ -144,7 +201,7 @@ class Worker:
 class LiveServer:
     """The ASGI server (HTTP + websockets) the run command uses, on a free port."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = Path(settings.VAR_DIR) / f"server-{self.port}.log"
@@ -152,12 +209,12 @@ class LiveServer:
         self.proc = subprocess.Popen(
             asgi_command("127.0.0.1", self.port),
             cwd=ROOT,
-            env=child_env(),
+            env=child_env(**(env or {})),
             stdout=self._fh,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_for(self._up, timeout=60, what="the ASGI server")
+        wait_for(self._up, timeout=WORKER_START_TIMEOUT, what="the ASGI server")
 
     def _up(self) -> bool:
         if self.proc.poll() is not None:
@@ -175,3 +232,173 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
         self._fh.close()
+
+
+# --- waits on records ----------------------------------------------------------------------
+
+
+def wait_job_status(
+    job_id: int, statuses: tuple[str, ...] = FINISHED, timeout: float = JOB_TIMEOUT
+):
+    """The job row once its status is one of ``statuses``."""
+    from jobs.models import Job
+
+    def check():
+        job = Job.objects.get(pk=job_id)
+        return job if job.status in statuses else None
+
+    return wait_for(check, timeout=timeout, interval=0.2, what=f"job {job_id} in {statuses}")
+
+
+def wait_dataset_settled(dataset_id: int, timeout: float = SETTLE_TIMEOUT):
+    """The dataset row once processing ended (``ready`` or ``failed``)."""
+    from llmweb.catalog.models import Dataset
+
+    def check():
+        d = Dataset.objects.get(pk=dataset_id)
+        return d if d.status in ("ready", "failed") else None
+
+    return wait_for(check, timeout=timeout, interval=0.2, what=f"dataset {dataset_id} to settle")
+
+
+def wait_model_settled(model_id: int, timeout: float = SETTLE_TIMEOUT):
+    """The model row once its arrival ended (anything but ``pending``)."""
+    from llmweb.catalog.models import RegisteredModel
+
+    def check():
+        m = RegisteredModel.objects.get(pk=model_id)
+        return m if m.status != "pending" else None
+
+    return wait_for(check, timeout=timeout, interval=0.25, what=f"model {model_id} to settle")
+
+
+def progress_steps(job_id: int) -> list[int]:
+    """The steps of the job's progress events, in seq order."""
+    from jobs.models import JobEvent
+
+    return [
+        e.data["step"]
+        for e in JobEvent.objects.filter(job_id=job_id, kind="progress").order_by("seq")
+    ]
+
+
+def files_under(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
+
+
+# --- API calls -----------------------------------------------------------------------------
+
+
+def submit_job(client, model, dataset, *, job_type: str = "finetune", **params: Any) -> dict:
+    """POST /api/v1/jobs/ and insist on 201; returns the body."""
+    r = client.post(
+        "/api/v1/jobs/",
+        {"type": job_type, "base_model": model.id, "dataset": dataset.id, "params": params},
+        format="json",
+    )
+    assert r.status_code == 201, r.json()
+    return r.json()
+
+
+def post_dataset(
+    client, filename: str, content: bytes, *, schema: str = "classification", **fields: Any
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    data = {"file": SimpleUploadedFile(filename, content), "schema": schema, **fields}
+    return client.post("/api/v1/datasets/", data, format="multipart")
+
+
+def upload_model(client, path: Path, name: str):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    data = {"file": SimpleUploadedFile(path.name, path.read_bytes()), "name": name}
+    return client.post("/api/v1/models/", data, format="multipart")
+
+
+def zip_members(content: bytes) -> list[str]:
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(content)) as zf:
+        assert zf.testzip() is None
+        return zf.namelist()
+
+
+# --- websockets ----------------------------------------------------------------------------
+
+
+def session_cookie(client, user) -> str:
+    """Log ``user`` in on a Django test client and return the session id for a websocket."""
+    client.force_login(user)
+    return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+def ws_job_connect(
+    live: LiveServer,
+    cookie: str | None,
+    job_id: int,
+    *,
+    after: int | str = 0,
+    origin: str | None = None,
+):
+    """A ``websockets.connect`` to ``/ws/jobs/<id>/`` as the session's user (None: anonymous)."""
+    import websockets
+
+    headers = {"Origin": origin or live.url}
+    if cookie is not None:
+        headers["Cookie"] = f"{settings.SESSION_COOKIE_NAME}={cookie}"
+    url = live.url.replace("http", "ws", 1) + f"/ws/jobs/{job_id}/?after={after}"
+    return websockets.connect(url, additional_headers=headers)
+
+
+# --- browser -------------------------------------------------------------------------------
+
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def browser_login(page, base: str, username: str, password: str | None = None) -> None:
+    from tests.factories import PASSWORD
+
+    page.goto(base + "/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password or PASSWORD)
+    page.click("form button[type=submit]")
+    page.wait_for_url(base + "/")
+
+
+@contextlib.contextmanager
+def broker_unreachable() -> Iterator[None]:
+    """Point this process's Celery producers at a closed port (a broker that is down).
+
+    The pools of the real broker are set aside untouched and put back afterwards; only the
+    pools made for the dead address are closed.
+    """
+    from llmweb.celery import app
+
+    saved = app.conf.broker_url, app._pool, app.amqp._producer_pool
+    app.conf.broker_url = "redis://127.0.0.1:1/0"
+    app._pool = app.amqp._producer_pool = None  # rebuilt from broker_url on first use
+    try:
+        yield
+    finally:
+        dead = app.amqp._producer_pool, app._pool
+        app.conf.broker_url, app._pool, app.amqp._producer_pool = saved
+        for pool in dead:
+            if pool is not None:
+                pool.force_close_all()
+
+
+# The stall timeout the playground tests' server runs with (a dead worker is reported
+# after this many seconds without a message).
+PLAYGROUND_STALL_SECONDS = 3

@@ -12,13 +12,13 @@ import websockets
 import yaml
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from llmweb.asgi import application
 from llmweb.celery import app as celery_app
 from llmweb.celery import ping
 from llmweb.devtools.redis import redis_answers, start_embedded
+from tests.support import session_cookie
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,18 +58,17 @@ def test_embedded_redis_starts_and_stops():
     assert not redis_answers(server.url)
 
 
-def _session_cookie(client, user) -> str:
-    client.force_login(user)
-    return client.cookies[settings.SESSION_COOKIE_NAME].value
-
-
 @pytest.mark.django_db(transaction=True)
 async def test_websocket_accepts_a_session_user_and_refuses_anonymous(client):
     user = await database_sync_to_async(get_user_model().objects.create_user)(
         "wsuser", password="x y z 123 456"
     )
-    cookie = await database_sync_to_async(_session_cookie)(client, user)
-    headers = [(b"cookie", f"sessionid={cookie}".encode()), (b"origin", b"http://localhost")]
+    cookie = await database_sync_to_async(session_cookie)(client, user)
+    headers = [
+        (b"cookie", f"sessionid={cookie}".encode()),
+        (b"origin", b"http://localhost"),
+        (b"host", b"localhost"),
+    ]
     comm = WebsocketCommunicator(application, "/ws/hello/", headers=headers)
     connected, _ = await comm.connect()
     assert connected
@@ -77,16 +76,20 @@ async def test_websocket_accepts_a_session_user_and_refuses_anonymous(client):
     await comm.disconnect()
 
     anon = WebsocketCommunicator(
-        application, "/ws/hello/", headers=[(b"origin", b"http://localhost")]
+        application,
+        "/ws/hello/",
+        headers=[(b"origin", b"http://localhost"), (b"host", b"localhost")],
     )
-    connected, code = await anon.connect()
-    assert not connected and code == 4401
+    # Denials are close codes the page can read (llmweb/websocket_guard.py), not HTTP 403.
+    connected, _ = await anon.connect()
+    assert connected
+    assert await anon.receive_output() == {"type": "websocket.close", "code": 4401}
 
 
 @pytest.mark.django_db(transaction=True)
 def test_live_asgi_server_serves_http_and_authenticated_websockets(live_server_proc, client):
     user = get_user_model().objects.create_user("live", password="x y z 123 456")
-    cookie = _session_cookie(client, user)
+    cookie = session_cookie(client, user)
     assert httpx.get(live_server_proc.url + "/healthz", timeout=10).json()["database"] == "ok"
     ws_url = live_server_proc.url.replace("http", "ws") + "/ws/hello/"
 
@@ -109,10 +112,10 @@ def test_live_asgi_server_serves_http_and_authenticated_websockets(live_server_p
         ) as ws:
             await ws.recv()
 
-    # A consumer that closes before accepting makes the server refuse the handshake.
-    with pytest.raises(websockets.exceptions.InvalidStatus) as info:
+    # A denial reaches the browser as a close code, so the page knows to stop retrying.
+    with pytest.raises(websockets.exceptions.ConnectionClosed) as info:
         asyncio.run(anonymous())
-    assert info.value.response.status_code == 403
+    assert info.value.rcvd.code == 4401
 
 
 def test_compose_file_matches_the_code():
@@ -129,7 +132,7 @@ def test_compose_file_matches_the_code():
         and "llmweb.asgi:application" in services["web"]["command"]
     )
     worker_cmd = services["worker"]["command"]
-    assert "celery" in worker_cmd and "-A llmweb worker" in worker_cmd and "-Q gpu" in worker_cmd
+    assert worker_cmd.startswith("python -m llmweb.devtools.workers ") and "gpu" in worker_cmd
     gpu = services["worker"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["capabilities"] == ["gpu"]
     readme = (ROOT / "README.md").read_text()

@@ -1,6 +1,6 @@
-"""Pure ML library: data parsing, model loading, training, evaluation.
+"""Pure ML library: data parsing, model loading, training, generation, evaluation.
 
-Nothing in this package imports Django, DRF, Channels or ``jobs.models``: a worker,
-a script or a notebook can call it directly, and a test checks that importing it
-loads no ``django`` module.
+Nothing in this package imports Django, DRF, Channels, Celery or the job system: a
+worker, a script or a notebook can call it directly. The import-linter contract
+``engine-is-a-library`` (pyproject.toml, run by tests/test_architecture.py) keeps it so.
 """

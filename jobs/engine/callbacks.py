@@ -112,7 +112,8 @@ class ReporterCallback(TrainerCallback):
         self._last_time = time.monotonic()
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control, **kw):
-        path = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        # Relative to the job folder: events reach browsers, which must not see server paths.
+        path = f"{os.path.basename(args.output_dir)}/checkpoint-{state.global_step}"
         self.reporter.emit("checkpoint", step=state.global_step, path=path)
 
 

@@ -106,3 +106,152 @@ def rouge(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, flo
         for key in keys:
             totals[key] += scores[key].fmeasure
     return {key: total / len(hypotheses) for key, total in totals.items()}
+
+
+# --- evaluation: the fuller reports the evaluate engine stores --------------------------
+
+# Sentence ends, for ROUGE-Lsum (it scores summaries sentence by sentence, split on "\n"):
+# Latin punctuation needs a following space, CJK full-width punctuation does not.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？；])")
+
+
+def classification_report(
+    preds: Sequence[int],
+    labels: Sequence[int],
+    label_names: Sequence[str],
+    confidences: Sequence[float] | None = None,
+    *,
+    n_bins: int = 10,
+) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class precision/recall/F1/support, the confusion matrix
+    (rows = true, cols = predicted, over *all* classes) and, given the confidence of each
+    prediction (its max softmax probability), ECE with the reliability bins behind it."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    base = classification_metrics(preds, labels, label_names)
+    ids = list(range(len(label_names)))
+    per_class: dict[str, dict[str, float]] = {}
+    if labels:
+        p, r, f, s = precision_recall_fscore_support(
+            labels, preds, labels=ids, average=None, zero_division=0
+        )
+        for i, name in enumerate(label_names):
+            per_class[name] = {
+                "precision": float(p[i]),
+                "recall": float(r[i]),
+                "f1": float(f[i]),
+                "support": int(s[i]),
+            }
+    report: dict[str, Any] = {
+        "accuracy": base["accuracy"],
+        "macro_f1": base["macro_f1"],
+        "per_class": per_class,
+        "confusion_matrix": base["confusion_matrix"],
+        "labels": list(label_names),
+    }
+    if confidences is not None:
+        correct = [int(p == t) for p, t in zip(preds, labels, strict=True)]
+        report.update(calibration(confidences, correct, n_bins=n_bins))
+    return report
+
+
+def calibration(
+    confidences: Sequence[float], correct: Sequence[int], *, n_bins: int = 10
+) -> dict[str, Any]:
+    """Expected calibration error over ``n_bins`` equal-width confidence bins.
+
+    ECE = sum_b |B_b|/N * |acc(B_b) - conf(B_b)| (Guo et al. 2017). A confidence of
+    exactly 1.0 falls in the last bin. Empty bins are kept (count 0) so the reliability
+    chart always has ``n_bins`` bars.
+    """
+    if len(confidences) != len(correct):
+        raise ValueError(f"{len(confidences)} confidences for {len(correct)} outcomes")
+    counts = [0] * n_bins
+    conf_sum = [0.0] * n_bins
+    hit_sum = [0] * n_bins
+    for conf, hit in zip(confidences, correct, strict=True):
+        b = min(n_bins - 1, max(0, int(float(conf) * n_bins)))
+        counts[b] += 1
+        conf_sum[b] += float(conf)
+        hit_sum[b] += int(hit)
+    total = len(confidences)
+    ece, bins = 0.0, []
+    for b in range(n_bins):
+        n = counts[b]
+        conf = conf_sum[b] / n if n else None
+        acc = hit_sum[b] / n if n else None
+        if n:
+            ece += n / total * abs(acc - conf)  # type: ignore[operator]
+        bins.append(
+            {
+                "lower": b / n_bins,
+                "upper": (b + 1) / n_bins,
+                "count": n,
+                "confidence": conf,
+                "accuracy": acc,
+            }
+        )
+    return {"ece": ece, "reliability": bins}
+
+
+def bleu_chrf_signed(
+    hypotheses: Sequence[str], references: Sequence[str]
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Corpus BLEU and chrF++ (0-100) through sacrebleu's object API, with signatures.
+
+    The signature (``nrefs:1|case:mixed|eff:no|tok:zh|smooth:exp|version:2.6.0``) says
+    exactly which implementation and settings produced a number, so two evaluations are
+    only compared when their signatures agree. CJK references get the ``zh`` tokeniser.
+    """
+    from sacrebleu.metrics import BLEU, CHRF
+
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
+    bleu = BLEU(tokenize="zh" if has_cjk(references) else "13a")
+    chrf = CHRF(word_order=2)  # chrF++: character n-grams plus word uni- and bigrams
+    hyps, refs = list(hypotheses), [list(references)]
+    scores = {
+        "bleu": float(bleu.corpus_score(hyps, refs).score) if hyps else 0.0,
+        "chrf": float(chrf.corpus_score(hyps, refs).score) if hyps else 0.0,
+    }
+    return scores, {"bleu": str(bleu.get_signature()), "chrf": str(chrf.get_signature())}
+
+
+def sentence_chrf(hypothesis: str, reference: str) -> float:
+    """chrF++ of one output: the per-row score the samples list sorts by."""
+    from sacrebleu.metrics import CHRF
+
+    return float(CHRF(word_order=2).sentence_score(hypothesis, [reference]).score)
+
+
+def split_sentences(text: str) -> str:
+    """One sentence per line, the form ROUGE-Lsum expects."""
+    return "\n".join(s for s in _SENTENCE_END.split(text.strip()) if s.strip())
+
+
+ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+
+
+def rouge_full(
+    hypotheses: Sequence[str], references: Sequence[str]
+) -> tuple[dict[str, float], list[dict[str, float]], str]:
+    """Mean ROUGE-1/2/L/Lsum F-measures (0-1), the per-pair scores, and a signature.
+
+    Uses :class:`_CjkAwareTokenizer` (CJK characters are tokens; the stock tokeniser
+    would score Chinese as 0) and Porter stemming for Latin text.
+    """
+    from importlib.metadata import version
+
+    from rouge_score import rouge_scorer
+
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_KEYS), tokenizer=_CjkAwareTokenizer())
+    rows = []
+    for hyp, ref in zip(hypotheses, references, strict=True):
+        scores = scorer.score(split_sentences(ref), split_sentences(hyp))  # (target, prediction)
+        rows.append({key: float(scores[key].fmeasure) for key in ROUGE_KEYS})
+    n = max(1, len(rows))
+    means = {key: sum(r[key] for r in rows) / n for key in ROUGE_KEYS}
+    signature = f"rouge-score:{version('rouge-score')}|tok:cjk-char+porter|sent:punct|f"
+    return means, rows, signature

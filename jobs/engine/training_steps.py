@@ -50,7 +50,7 @@ SAFE_LOAD = {"local_files_only": True, "trust_remote_code": False}
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
-def _load_dataset_dict(data_dir: Path) -> dict[str, Any]:
+def load_dataset_dict(data_dir: Path) -> dict[str, Any]:
     """Split by split, because datasets 5.x ``load_from_disk`` cannot read back a split
     that was saved empty (no data files -> IndexError) and would lose the whole dict."""
     import json
@@ -73,7 +73,7 @@ def load_splits(config: TrainConfig) -> dict[str, Any]:
     """train (required, non-empty) plus validation/test when present and non-empty."""
     from datasets import ClassLabel
 
-    data = _load_dataset_dict(config.data_dir)
+    data = load_dataset_dict(config.data_dir)
     if len(data.get("train", ())) == 0:
         raise EngineError(
             "The train split is missing or empty: nothing to train on.", code="empty_dataset"

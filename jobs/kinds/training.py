@@ -167,6 +167,7 @@ class TrainingKind(JobKind):
     def finish(self, job: Job, result: Any) -> Outcome:
         """A new ready model with lineage (base model, dataset, job) and its card."""
         from llmweb.catalog.services.models import model_register_from_job
+        from llmweb.evaluations.services import evaluation_record_from_training
 
         metrics = {
             **result.metrics,
@@ -176,5 +177,10 @@ class TrainingKind(JobKind):
         }
         model = model_register_from_job(
             job=job, output_dir=result.output_dir, metrics=metrics, edge=self.lineage_edge
+        )
+        # The run's own held-out metrics are an evaluation of the new model too, so the
+        # model page, comparisons and leaderboards find every number in one place.
+        evaluation_record_from_training(
+            job=job, model=model, metrics=result.metrics, device=result.device
         )
         return Outcome(metrics=metrics, result_model=model)

@@ -54,3 +54,13 @@ def api_token_get(*, user, token_id: int | str) -> ApiToken:
         return api_token_list(user=user).get(pk=int(token_id))
     except (ApiToken.DoesNotExist, ValueError, TypeError):
         raise Http404("No such token.") from None
+
+
+def api_token_lookup(*, secret: str) -> ApiToken | None:
+    """The live token with this secret (its user active), for the API and the websockets."""
+    token = (
+        ApiToken.objects.select_related("user").filter(digest=ApiToken.digest_of(secret)).first()
+    )
+    if token is None or not token.user.is_active:
+        return None
+    return token

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import secrets
+import unicodedata
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -26,6 +28,11 @@ def _clean_team_name(name: str) -> str:
 
 @transaction.atomic
 def team_create(*, owner, name: str) -> Team:
+    limit = settings.LLMWEB_MAX_TEAMS_PER_USER
+    if Membership.objects.filter(user=owner, role=Role.OWNER).count() >= limit:
+        raise DomainError(
+            f"You own {limit} teams, the most one person may; delete one first.", param="name"
+        )
     team = Team.objects.create(name=_clean_team_name(name))
     Membership.objects.create(team=team, user=owner, role=Role.OWNER)
     return team
@@ -51,7 +58,9 @@ def team_invite(*, by, team: Team, username: str, role: str = Role.MEMBER) -> Me
         raise PermissionDenied("Only an owner can invite people to this team.")
     if role not in Role.values:
         raise DomainError(f"Role must be one of {', '.join(Role.values)}.", param="role")
-    user = User.objects.filter(username=(username or "").strip()).first()
+    # Sign-up stores NFKC-normalised names (accounts/usernames.py); look up the same form.
+    wanted = unicodedata.normalize("NFKC", username or "").strip()
+    user = User.objects.filter(username=wanted).first()
     if user is None:
         raise DomainError(f"No user is called {username!r}.", param="username")
     if Membership.objects.filter(team=team, user=user).exists():
@@ -91,6 +100,12 @@ def api_token_create(*, user, name: str) -> tuple[ApiToken, str]:
         raise DomainError("Give the token a name, e.g. 'laptop script'.", param="name")
     if len(name) > 100:
         raise DomainError("A token name has at most 100 characters.", param="name")
+    limit = settings.LLMWEB_MAX_TOKENS_PER_USER
+    if ApiToken.objects.filter(user=user).count() >= limit:
+        raise DomainError(
+            f"You have {limit} API tokens, the most one person may; revoke one first.",
+            param="name",
+        )
     secret = ApiToken.PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         user=user,

@@ -1,9 +1,11 @@
-"""What every API area shares: which team a write is for."""
+"""What every API area shares: which team a write is for, who is asking (plain views)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.http import HttpRequest
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework.request import Request
 
 from llmweb.accounts.models import Team
@@ -24,3 +26,37 @@ def request_team(request: Request, team_id: Any) -> Team:
     if team is None:
         raise DomainError("You are in no team; create one first.", code="no_team", param="team")
     return team
+
+
+def api_user(request: HttpRequest) -> Any:
+    """Authenticate a plain (async, streaming) Django view exactly as the DRF views are:
+    an API token, or a session with its CSRF check. Call it through ``sync_to_async``.
+
+    Raises:
+        rest_framework.exceptions.APIException: 401 without credentials or with a bad
+            token, 403 for a session request without its CSRF token.
+    """
+    from rest_framework import exceptions
+    from rest_framework.settings import api_settings
+
+    drf_request = Request(
+        request, authenticators=[cls() for cls in api_settings.DEFAULT_AUTHENTICATION_CLASSES]
+    )
+    user = drf_request.user
+    if user is None or not user.is_authenticated:
+        raise exceptions.NotAuthenticated()
+    return user
+
+
+DELETE_JOBS = OpenApiParameter(
+    "delete_jobs",
+    bool,
+    description="Also delete the finished jobs that used this record (their events and work "
+    "files; the models they made stay). Without it, a record used by jobs answers 409 with "
+    "the jobs listed.",
+)
+
+
+def query_flag(request: Request, name: str) -> bool:
+    """``?name=true|1|yes|on`` (any case) is True; anything else, or absent, is False."""
+    return str(request.query_params.get(name, "")).strip().lower() in ("1", "true", "yes", "on")

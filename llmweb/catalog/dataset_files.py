@@ -199,16 +199,28 @@ _INSPECT = """
 import json, resource, sys
 cap = int(sys.argv[5])
 resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+from pathlib import Path
 from jobs.engine.base import EngineError
 from jobs.engine.data import SCHEMAS, inspect_file, suggest_mapping
-path, encoding, tmp = sys.argv[1], sys.argv[2] or None, sys.argv[3]
+from llmweb.catalog.sniff import readable_source
+path, encoding, tmp = Path(sys.argv[1]), sys.argv[2] or None, Path(sys.argv[3])
+options = json.loads(sys.argv[6])
 try:
-    info = inspect_file(path, encoding=encoding, sample_rows=20, work_dir=tmp,
+    source, fmt, enc, plan = readable_source(
+        path, filename=path.name, options=options, encoding=encoding, work=tmp,
+        prefer_text=options.get("schema") in ("causal-lm", "masked-lm"),
+    )
+    info = inspect_file(source, fmt=fmt, encoding=enc, sample_rows=20, work_dir=tmp,
+                        has_header=options.get("has_header"),
                         max_extract_bytes=int(sys.argv[4]))
 except EngineError as e:
     print(json.dumps({"error": e.as_dict()}))
     sys.exit(0)
 out = info.as_dict()
+out["delimiter"] = plan.delimiter
+out["sniffed"] = plan.sniffed
+if source != path:  # rewritten as UTF-8 CSV; report the file's own encoding and delimiter
+    out["encoding"] = encoding or None
 out["suggested_mapping"] = {s: suggest_mapping(s, info.columns, info.sample) for s in SCHEMAS}
 print(json.dumps(out, default=str))
 """
@@ -232,11 +244,20 @@ def trim_partial(path: Path) -> None:
         f.truncate(size - len(tail) + cut + 1)
 
 
-def inspect_upload(path: Path, *, encoding: str = "") -> dict[str, Any]:
-    """Format, encoding, columns, sample rows and a suggested mapping per schema.
+def inspect_upload(
+    path: Path, *, encoding: str = "", options: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Format, encoding, delimiter, columns, sample rows and a suggested mapping per schema.
 
-    Returns ``{"error": {...}}`` for a file the engine refuses (the API answers 400).
+    ``options`` are the person's read overrides (``services.datasets.parse_read_options``);
+    the file is read the way the worker will read it. Returns ``{"error": {...}}`` for a
+    file that is refused (the API answers 400).
     """
+    from llmweb.catalog import sniff
+
+    reason = sniff.binary_reason(sniff.read_head(path), path.name)
+    if reason:
+        return {"error": {"code": "binary_file", "message": reason, "param": "file"}}
     root = Path(__file__).resolve().parents[2]
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -255,6 +276,7 @@ def inspect_upload(path: Path, *, encoding: str = "") -> dict[str, Any]:
                 tmp,
                 str(256 << 20),
                 str(INSPECT_ADDRESS_SPACE),
+                json.dumps(options or {}),
             ],
             capture_output=True,
             text=True,

@@ -29,6 +29,20 @@ MAX_LINEAGE_NODES = 200
 EDGE_BY_JOB_TYPE = {"finetune": "fine-tuned from", "pretrain": "pretrained from"}
 
 
+def model_usable_for(*, model: RegisteredModel) -> list[str]:
+    """The dataset schemas a job accepts this model for, by the pre-flight's own rule.
+
+    An architecture can often be loaded for more (a GPT-2 has a classification head
+    class), but a job checks the model's task against the dataset's schema; the page
+    and the API must promise what the job will accept, not what transformers could load.
+    """
+    from jobs.kinds.training import COMPATIBLE
+
+    if not model.task:
+        return []
+    return [schema for schema, tasks in COMPATIBLE.items() if model.task in tasks]
+
+
 def model_list_filtered(
     *,
     user,

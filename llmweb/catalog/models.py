@@ -65,6 +65,13 @@ class Dataset(StoredMixin, models.Model):
     seed = models.IntegerField(default=42)
     stratify = models.BooleanField(default=True)
     txt_mode = models.CharField(max_length=10, default="lines")
+    # How to read the file: {"format", "delimiter", "has_header"} as chosen or sniffed.
+    read_options = models.JSONField(default=dict, blank=True)
+    # A cleaned (or otherwise derived) version names its source and what was done.
+    derived_from = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="derived"
+    )
+    lineage_note = models.TextField(blank=True)
     # What processing found.
     format = models.CharField(max_length=16, blank=True)
     encoding = models.CharField(max_length=32, blank=True)
@@ -78,6 +85,11 @@ class Dataset(StoredMixin, models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
     created_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # Liveness of the task that processes this record (catalog/services/liveness.py): the claim
+    # and a worker thread set the heartbeat; the reaper requeues stale or unclaimed work.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    requeues = models.PositiveSmallIntegerField(default=0)
 
     objects = TeamScopedQuerySet.as_manager()
 
@@ -169,6 +181,11 @@ class RegisteredModel(StoredMixin, models.Model):
     report = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Liveness of the task that processes this record (catalog/services/liveness.py): the claim
+    # and a worker thread set the heartbeat; the reaper requeues stale or unclaimed work.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    requeues = models.PositiveSmallIntegerField(default=0)
 
     objects = TeamScopedQuerySet.as_manager()
 

@@ -5,16 +5,20 @@ Safe to run on every start: each part checks what exists before adding.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from django.core.files import File
+
+from jobs.engine.base import EngineError
 from llmweb.accounts.models import Team
+from llmweb.catalog.models import Dataset
+from llmweb.catalog.services.datasets import dataset_upload_create
+from llmweb.catalog.services.models import model_register_bundled
 
 
 def seed_models(*, team, user, stdout=None) -> None:
     """The bundled encoder in every team, including teams made before it was bundled."""
-    from jobs.engine.base import EngineError
-    from llmweb.catalog.services.models import model_register_bundled
-
     try:
         for each in Team.objects.order_by("id"):
             model = model_register_bundled(team=each)
@@ -42,17 +46,15 @@ def seed_datasets(*, team, user, stdout=None) -> None:
     The files ship inside the package (``catalog/samples/``, licenses in its README);
     LLMWEB_SAMPLE_DATA points elsewhere. A name that exists is not seeded again.
     """
-    import os
-
-    from django.core.files import File
-
-    from llmweb.catalog.models import Dataset
-    from llmweb.catalog.services.datasets import dataset_upload_create
-
     folder = Path(os.environ.get("LLMWEB_SAMPLE_DATA") or SAMPLES_DIR)
     for filename, name, options in DEMO_DATASETS:
         path = folder / filename
-        if not path.is_file() or Dataset.objects.filter(team=team, name=name).exists():
+        if Dataset.objects.filter(team=team, name=name).exists():
+            continue
+        if not path.is_file():
+            # Say so: a demo team without its samples looked like a broken install.
+            if stdout is not None:
+                stdout.write(f"Sample file {filename} is missing from {folder}; {name} not seeded.")
             continue
         with open(path, "rb") as f:
             ds = dataset_upload_create(

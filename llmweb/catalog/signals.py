@@ -9,6 +9,7 @@ from django.dispatch import receiver
 
 from jobs.engine.base import EngineError
 from llmweb.accounts.models import Team
+from llmweb.catalog.services.models import model_register_bundled
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +20,6 @@ def register_bundled_model(
 ) -> None:
     if not created or raw:  # raw: loaddata replays rows; the fixture holds the models too
         return
-    from llmweb.catalog.services.models import model_register_bundled
-
     try:
         model_register_bundled(team=instance)
     except EngineError as exc:

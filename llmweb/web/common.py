@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.contrib.staticfiles import finders
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from llmweb.accounts.models import Team
@@ -17,8 +18,20 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    """The site's 404 page (``handler404``): says what was not found, in the site's frame."""
-    return render(request, "404.html", {"message": str(exception or "")}, status=404)
+    """The site's 404 page (``handler404``), plain. The exception is never shown: the
+    resolver's carries its ``tried`` list with server paths, and an object lookup's would
+    tell whether another team's id exists."""
+    return render(request, "404.html", {}, status=404)
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico on every page that names none (Swagger UI, JSON)."""
+    path = finders.find("favicon.ico")
+    if not path:
+        raise Http404
+    response = FileResponse(open(path, "rb"), content_type="image/x-icon")  # noqa: SIM115
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
 
 
 def team_or_404(request: HttpRequest) -> Team:

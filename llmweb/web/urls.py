@@ -12,4 +12,6 @@ urlpatterns = [
     path("datasets/", include("llmweb.web.datasets.urls")),
     path("models/", include("llmweb.web.models.urls")),
     path("jobs/", include("llmweb.web.jobs.urls")),
+    path("playground/", include("llmweb.web.playground.urls")),
+    path("", include("llmweb.web.evaluations.urls")),
 ]

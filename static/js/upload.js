@@ -11,6 +11,9 @@ function llmwebDatasetUpload(form) {
   const HEAD = 1 << 20;
   const INSPECT_WHOLE_MAX = 64 << 20;
   let inspected = null;
+  // Why this file cannot be uploaded as it is (binary, unreadable, too few columns), or "".
+  let refused = "";
+  const button = $("upload-button");
 
   const mb = (n) => (n / (1 << 20)).toFixed(n < 10 << 20 ? 2 : 1) + " MB";
   const fail = (msg) => { $("form-error").textContent = msg; };
@@ -49,10 +52,31 @@ function llmwebDatasetUpload(form) {
       box.appendChild(label);
     }
     $("mapping-help").textContent = inspected
-      ? `Detected ${inspected.format}` + (inspected.encoding ? `, ${inspected.encoding}` : "") +
+      ? `Detected ${inspected.format}` + (inspected.format === "csv" && inspected.delimiter && inspected.delimiter !== "comma" ? ` (${DELIM_NAMES[inspected.delimiter]}-separated)` : "") +
+        (inspected.sniffed ? " from the content" : "") +
+        (inspected.encoding ? `, ${inspected.encoding}` : "") +
         (inspected.has_header === false ? ", no header row (columns are numbered)" : "") +
         (inspected.member ? `, inside the zip: ${inspected.member}` : "") + ". Change the columns if the suggestion is wrong."
       : "Choose a file to see its columns. Columns you leave on \"suggest\" are picked from the file.";
+  }
+
+  const DELIM_NAMES = {tab: "tab", comma: "comma", semicolon: "semicolon", pipe: "|"};
+
+  // Never send what the preview already shows cannot work: the server would only refuse it.
+  function checkFits() {
+    const schema = form.elements.schema.value;
+    const wanted = canonical[schema] || [];
+    let why = refused;
+    if (!why && inspected && inspected.columns.length < wanted.length) {
+      const how = inspected.delimiter ? `${DELIM_NAMES[inspected.delimiter]}-separated` : inspected.format;
+      why = `The file reads as ${how} with ${inspected.columns.length} column` +
+        `${inspected.columns.length === 1 ? "" : "s"}, but ${schema} needs ${wanted.length} ` +
+        `(${wanted.join(", ")}). Choose the file's delimiter or format above, or another schema.`;
+    }
+    fail(why);
+    button.disabled = Boolean(why);
+    button.dataset.refused = why ? "true" : "false";
+    return !why;
   }
 
   function drawSample() {
@@ -70,8 +94,8 @@ function llmwebDatasetUpload(form) {
   }
 
   async function inspect(file) {
-    inspected = null;
-    drawMapping(); drawSample();
+    inspected = null; refused = "";
+    drawMapping(); drawSample(); checkFits();
     const ext = file.name.split(".").pop().toLowerCase();
     const whole = ext === "zip" || ext === "parquet";
     if (whole && file.size > INSPECT_WHOLE_MAX) {
@@ -82,14 +106,21 @@ function llmwebDatasetUpload(form) {
     const part = whole ? file : file.slice(0, HEAD);
     data.append("file", part, file.name);
     data.append("partial", !whole && file.size > HEAD ? "true" : "false");
-    data.append("encoding", form.elements.encoding.value);
+    for (const f of ["encoding", "format", "delimiter", "has_header", "schema"]) data.append(f, form.elements[f].value);
     const r = await fetch("/api/v1/datasets/inspect/", {
       method: "POST", body: data, headers: {"X-CSRFToken": llmweb.csrf(), Accept: "application/json"},
     });
     const body = await r.json().catch(() => ({}));
-    if (!r.ok) { $("file-facts").textContent += " · " + (body.detail || `could not be read (HTTP ${r.status})`); return; }
+    if (!r.ok) {
+      const detail = body.detail || `could not be read (HTTP ${r.status})`;
+      $("file-facts").textContent = `${file.name} · ${mb(file.size)} · ${detail}`;
+      // A preview that failed for its own reasons (time, memory) does not condemn the file.
+      if (r.status === 400 && body.code !== "inspect_failed") refused = detail;
+      checkFits();
+      return;
+    }
     inspected = body;
-    drawMapping(); drawSample();
+    drawMapping(); drawSample(); checkFits();
   }
 
   input.addEventListener("change", () => {
@@ -99,9 +130,22 @@ function llmwebDatasetUpload(form) {
     $("file-facts").textContent = `${file.name} · ${mb(file.size)}`;
     if (file.size > limit) { fail(`${file.name} is ${mb(file.size)}; the limit is ${mb(limit)}.`); return; }
     if (!form.elements.name.value) form.elements.name.value = file.name.replace(/\.[^.]+$/, "");
-    inspect(file).catch((e) => { $("file-facts").textContent += " · preview failed: " + e; });
+    reinspect();
   });
-  form.elements.schema.addEventListener("change", drawMapping);
+  function reinspect() {
+    const file = input.files[0];
+    if (!file) return;
+    $("file-facts").textContent = `${file.name} · ${mb(file.size)}`;
+    inspect(file).catch((e) => { $("file-facts").textContent += " · preview failed: " + e; });
+  }
+  for (const f of ["encoding", "format", "delimiter", "has_header"]) form.elements[f].addEventListener("change", reinspect);
+  // A language-model dataset reads a .txt as plain text, so that switch re-reads the file.
+  const isLm = () => ["causal-lm", "masked-lm"].includes(form.elements.schema.value);
+  let wasLm = isLm();
+  form.elements.schema.addEventListener("change", () => {
+    if (isLm() !== wasLm) { wasLm = isLm(); reinspect(); return; }
+    drawMapping(); checkFits();
+  });
   drawMapping();
 
   // --- upload, then processing ---------------------------------------------------------
@@ -134,9 +178,11 @@ function llmwebDatasetUpload(form) {
     fail("");
     const file = input.files[0];
     if (!file) { fail("Choose a file first."); return; }
+    if (!checkFits()) return;
     const data = new FormData();
     data.append("file", file);
-    for (const f of ["name", "description", "schema", "encoding", "split_ratios", "seed", "txt_mode"]) {
+    for (const f of ["name", "description", "schema", "encoding", "split_ratios", "seed", "txt_mode",
+                     "format", "delimiter", "has_header"]) {
       data.append(f, form.elements[f].value);
     }
     data.append("stratify", form.elements.stratify.checked ? "true" : "false");
@@ -145,7 +191,6 @@ function llmwebDatasetUpload(form) {
     form.querySelectorAll("#mapping-fields select").forEach((s) => { if (s.value) mapping[s.dataset.canon] = s.value; });
     if (Object.keys(mapping).length) data.append("mapping", JSON.stringify(mapping));
 
-    const button = $("upload-button");
     button.disabled = true;
     $("upload-stage").hidden = false;
     const xhr = new XMLHttpRequest();
@@ -165,7 +210,7 @@ function llmwebDatasetUpload(form) {
         setBar("upload-bar", 100);
         $("upload-status").textContent = `Uploaded ${mb(file.size)} (100%).`;
         $("process-stage").hidden = false;
-        $("process-status").textContent = "Waiting for a worker…";
+        $("process-status").textContent = "Uploaded; asking the queue for its place…";
         poll(body.urls.self, body.urls.page);
       } else {
         fail(body.detail || `Upload failed (HTTP ${xhr.status}).`);

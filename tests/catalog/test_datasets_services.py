@@ -9,8 +9,8 @@ from llmweb.accounts import services as accounts
 from llmweb.catalog.models import Dataset
 from llmweb.catalog.services import datasets as services
 from llmweb.core.errors import DomainError
-from tests.catalog.datasets_support import csv_bytes, files_under, upload_file
-from tests.conftest import make_user, shared_data
+from tests.factories import csv_bytes, make_user, upload_file
+from tests.support import files_under, shared_data
 
 pytestmark = pytest.mark.django_db
 
@@ -86,10 +86,18 @@ def test_file_names_lose_folders_and_odd_characters(raw, clean):
     assert services.clean_filename(raw) == clean
 
 
-@pytest.mark.parametrize("name", ["model.exe", "data.xlsx", "README", "archive.tar.gz"])
+@pytest.mark.parametrize("name", ["model.exe", "data.xlsx", "archive.tar.gz"])
 def test_unknown_extensions_are_refused(name):
     with pytest.raises(DomainError, match="upload one of"):
         services.clean_filename(name)
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [("yelp_labelled", "yelp_labelled"), ("scores.DAT", "scores.dat"), (".hidden", "hidden")],
+)
+def test_dat_and_extensionless_names_are_kept_for_the_content_to_decide(raw, clean):
+    assert services.clean_filename(raw) == clean
 
 
 @pytest.mark.parametrize(
@@ -188,12 +196,16 @@ def test_seed_uploads_the_sample_files_once(team, alice, monkeypatch):
     assert Dataset.objects.get(name="SMS spam").upload_path.stat().st_size == sms.stat().st_size
 
 
-def test_seed_skips_quietly_without_sample_data(team, alice, monkeypatch, tmp_path):
+def test_seed_says_which_sample_files_are_missing(team, alice, monkeypatch, tmp_path):
+    import io
+
     from llmweb.catalog.seed import seed_datasets
 
     monkeypatch.setenv("LLMWEB_SAMPLE_DATA", str(tmp_path))
-    seed_datasets(team=team, user=alice)
+    out = io.StringIO()
+    seed_datasets(team=team, user=alice, stdout=out)
     assert not Dataset.objects.exists()
+    assert "Sample file SMSSpamCollection.tsv is missing" in out.getvalue()
 
 
 def test_dataset_schemas_are_the_engine_vocabulary():

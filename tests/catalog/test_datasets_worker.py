@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from django.test import Client
 
 from llmweb.catalog.models import Dataset
-from tests.catalog.datasets_support import (
-    csv_bytes,
+from tests.factories import csv_bytes, jsonl_bytes, labelled, parquet_bytes, records, zip_bytes
+from tests.support import (
+    SETTLE_TIMEOUT,
     files_under,
-    jsonl_bytes,
-    labelled,
-    parquet_bytes,
     post_dataset,
-    records,
-    settled,
-    zip_bytes,
+    shared_data,
+    wait_dataset_settled,
+    wait_for,
 )
-from tests.conftest import shared_data
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,7 +25,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def upload_and_settle(client, filename: str, content: bytes, **fields) -> Dataset:
     r = post_dataset(client, filename, content, **fields)
     assert r.status_code == 201, r.json()
-    return settled(r.json()["id"])
+    return wait_dataset_settled(r.json()["id"])
 
 
 FORMATS = [
@@ -117,7 +115,6 @@ BAD = [
     ("mixed.jsonl", _mixed_types(), {}, "invalid_rows", "invalid", [4, 8, 12]),
     ("rare.csv", csv_bytes(40) + b"a lonely example,eggs\n", {}, "label_too_rare", "eggs", None),
     ("long.tsv", _long_line(), {}, "invalid_rows", "invalid", [11]),
-    ("garbage.csv", bytes(range(256)) * 64, {}, "binary_file", "binary", None),
     ("zh.csv", "文本,标签\n你好,好\n".encode() * 20, {"encoding": "gb18030"}, "encoding_mismatch", "declared as gb18030", None),
     ("up.zip", zip_bytes({"../../evil.csv": csv_bytes(20)}), {}, "archive_unsafe_path", "..", None),
     ("abs.zip", zip_bytes({"/etc/evil.csv": csv_bytes(20)}), {}, "archive_unsafe_path", "/etc/evil.csv", None),
@@ -165,7 +162,7 @@ def test_the_form_page_uploads_without_javascript(worker, alice, team):
         },
     )
     assert r.status_code == 302, r.content.decode()[:2000]
-    ds = settled(int(r["Location"].rstrip("/").rsplit("/", 1)[1]))
+    ds = wait_dataset_settled(int(r["Location"].rstrip("/").rsplit("/", 1)[1]))
     assert (ds.status, ds.name, ds.seed, sum(ds.num_rows.values())) == (
         "ready",
         "form upload",
@@ -177,11 +174,100 @@ def test_the_form_page_uploads_without_javascript(worker, alice, team):
 
 
 def test_deleting_while_processing_stops_the_work_and_removes_files(worker, api, alice, team):
-    content = ("text,label\n" + "\n".join(labelled(200_000)) + "\n").encode()
+    content = ("text,label\n" + "\n".join(labelled(400_000)) + "\n").encode()
     r = post_dataset(api(alice), "big.csv", content)
     ds = Dataset.objects.get(pk=r.json()["id"])
     folder = ds.storage_dir
-    assert api(alice).delete(f"/api/v1/datasets/{ds.pk}/").status_code == 204
-    from tests.support import wait_for
 
-    wait_for(lambda: not folder.exists() or not files_under(folder), timeout=60, what="cleanup")
+    # 1. Processing had started: the worker claimed the row and reported progress on it.
+    wait_for(
+        lambda: Dataset.objects.filter(pk=ds.pk, status="processing", progress__gt=0).exists(),
+        timeout=SETTLE_TIMEOUT,
+        interval=0.05,
+        what="the worker to report progress",
+    )
+    assert api(alice).delete(f"/api/v1/datasets/{ds.pk}/").status_code == 204
+
+    # 2. The worker stopped: its task noticed the row was gone and returned "cancelled"
+    #    (a task that ran on to the end would log "gone" or "ready" instead).
+    stopped = f"dataset {ds.pk} was deleted while processing; stopped"
+    wait_for(lambda: stopped in worker.output(), timeout=SETTLE_TIMEOUT, what="the worker to stop")
+    ended = re.compile(r"process_dataset\[[^\]]+\] succeeded in [\d.]+s: '(\w+)'")
+    result = wait_for(
+        lambda: ended.search(worker.output().split(stopped, 1)[1]),
+        timeout=SETTLE_TIMEOUT,
+        what="the task to end",
+    )
+    assert result.group(1) == "cancelled", worker.output()[-2000:]
+
+    # 3. It wrote nothing back afterwards: no files, no row, and no later write revived them.
+    assert files_under(folder) == [] and not Dataset.objects.filter(pk=ds.pk).exists()
+
+
+# sentence<TAB>0|1 with no header, as the UCI "Sentiment Labelled Sentences" .txt files.
+UCI_LINES = [
+    "Wow... Loved this place.",
+    "Crust is not good.",
+    "Not tasty and the texture was just nasty.",
+    "The selection on the menu was great and so were the prices.",
+    "Now I am getting angry and I want my damn pho.",
+    "Honeslty it didn't taste THAT fresh.",
+]
+
+
+def _uci_txt(n: int = 60) -> bytes:
+    return "".join(f"{UCI_LINES[i % 6]} ({i})\t{i % 2}\n" for i in range(n)).encode()
+
+
+@pytest.mark.parametrize(
+    ("filename", "content", "fields", "rows", "labels"),
+    [
+        ("yelp_labelled.txt", _uci_txt(60), {}, 60, ["0", "1"]),
+        ("amazon_cells_labelled", _uci_txt(50), {}, 50, ["0", "1"]),
+        (
+            "reviews.dat",
+            ("text;label\n" + "\n".join(labelled(40, sep=";")) + "\n").encode(),
+            {},
+            40,
+            ["ham", "spam"],
+        ),
+        (
+            "reviews.txt",
+            "".join(f"{i}|message {i}, with a comma|{'ab'[i % 2]}\n" for i in range(40)).encode(),
+            {"delimiter": "pipe", "has_header": "no", "mapping": '{"text": "col_1"}'},
+            40,
+            ["a", "b"],
+        ),
+    ],
+    ids=["uci-txt", "uci-no-extension", "semicolon-dat", "pipe-override"],
+)
+def test_delimited_text_is_read_from_its_content(
+    worker, api, alice, team, filename, content, fields, rows, labels
+):
+    ds = upload_and_settle(api(alice), filename, content, **fields)
+    assert ds.status == "ready", ds.error
+    assert sum(ds.num_rows.values()) == rows
+    assert ds.label_names == labels
+    assert files_under(ds.storage_dir / "work") == []
+
+
+def test_sms_collection_renamed_txt_is_read_as_tsv(worker, api, alice, team):
+    content = shared_data("SMSSpamCollection.tsv").read_bytes()
+    ds = upload_and_settle(api(alice), "SMSSpamCollection.txt", content)
+    assert ds.status == "ready", ds.error
+    assert sum(ds.num_rows.values()) == 5574
+    assert ds.label_names == ["ham", "spam"] and ds.format == "tsv"
+    assert ds.stats["source"]["delimiter"] == "tab"
+
+
+def test_a_poem_with_a_comma_per_line_trains_a_language_model_on_whole_lines(
+    worker, api, alice, team
+):
+    lines = [f"line {i} of the poem, and its second half" for i in range(30)]
+    ds = upload_and_settle(
+        api(alice), "poem.txt", ("\n".join(lines) + "\n").encode(), schema="causal-lm"
+    )
+    assert ds.status == "ready", ds.error
+    assert ds.format == "txt" and sum(ds.num_rows.values()) == 30
+    row = api(alice).get(f"/api/v1/datasets/{ds.pk}/rows/?split=train").json()["results"][0]
+    assert row["text"].endswith(", and its second half")

@@ -18,15 +18,7 @@ from llmweb.catalog.services import models as services
 from llmweb.catalog.services.common import create_versioned
 from llmweb.catalog.services.model_facts import bundled_model_info, preset_param_count_exact
 from llmweb.core.errors import DomainError
-from tests.catalog.models_support import build_tiny_model
-from tests.jobs.factories import job_record
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "gpt2")
+from tests.factories import job_record
 
 
 def _record(team, name, *, parent=None, dataset=None, job=None, **kw) -> RegisteredModel:
@@ -162,7 +154,7 @@ def test_register_from_job_moves_the_output_and_records_lineage(team, tiny_model
     m = services.model_register_from_job(job=job, output_dir=out, metrics={"accuracy": 0.93})
     assert not out.exists() and (m.artifact_dir / "model.safetensors").is_file()
     assert (m.name, m.version, m.source, m.status) == (
-        "all-MiniLM-L6-v2-finetune",
+        "all-MiniLM-L6-v2·sms",
         1,
         "job",
         "ready",
@@ -171,6 +163,44 @@ def test_register_from_job_moves_the_output_and_records_lineage(team, tiny_model
     assert m.task == "causal-lm" and m.num_parameters > 400_000 and m.metrics == {"accuracy": 0.93}
     assert "accuracy" in m.card and "learning_rate" in m.card and "sms v1" in m.card
     assert services.model_register_from_job(job=job, output_dir=out, metrics={}) == m
+
+
+def test_results_are_named_for_the_job_and_versioned_within_one_lineage(team):
+    base = bundled_of(team)
+    sms, reviews = _dataset(team, "sms"), _dataset(team, "reviews")
+
+    def result_of(job: Job) -> RegisteredModel:
+        name = services.job_result_name(job)
+        return create_versioned(
+            RegisteredModel,
+            team=team,
+            name=name,
+            source="job",
+            parent=job.base_model,
+            dataset=job.dataset,
+            job=job,
+        )
+
+    first = result_of(_job(team, base, sms))
+    again = result_of(_job(team, base, sms))
+    assert (first.name, first.version) == ("all-MiniLM-L6-v2·sms", 1)
+    assert (again.name, again.version) == ("all-MiniLM-L6-v2·sms", 2)
+    other = result_of(_job(team, base, reviews))
+    assert (other.name, other.version) == ("all-MiniLM-L6-v2·reviews", 1)
+
+    named = _job(team, base, sms)
+    named.name = "spam filter"
+    assert result_of(named).name == "spam filter"
+    # The same job name on unrelated data starts its own family instead of making a v2.
+    reused = _job(team, base, reviews)
+    reused.name = "spam filter"
+    assert (result_of(reused).name, RegisteredModel.objects.filter(name="spam filter").count()) == (
+        "spam filter·reviews",
+        1,
+    )
+    # Training the fine-tune again is a new lineage too (its base is the fine-tune).
+    deeper = result_of(_job(team, first, sms))
+    assert (deeper.name, deeper.version) == ("all-MiniLM-L6-v2·sms·sms", 1)
 
 
 def test_delete_is_refused_while_a_queued_job_uses_the_model(team, alice):
@@ -247,3 +277,15 @@ def test_list_sorts_by_a_metric_with_missing_values_last(team, alice):
     assert [m.pk for m in rows] == [a.pk, b.pk, c.pk]
     with pytest.raises(DomainError):
         model_list_filtered(user=alice, ordering="secret_field")
+
+
+def test_delete_of_a_model_a_finished_job_read_names_the_job(team, alice):
+    from jobs.models import JobModel
+
+    teacher, student = _record(team, "teacher"), _record(team, "student")
+    distill = Job.objects.create(team=team, type="distill", status=JobStatus.SUCCEEDED)
+    JobModel.objects.create(job=distill, model=teacher, role="teacher", position=0)
+    JobModel.objects.create(job=distill, model=student, role="student", position=1)
+    job = _job(team, student)  # its link's id is no longer its own
+    with pytest.raises(services.ModelConflict, match=f"Finished jobs #{distill.pk}, #{job.pk} "):
+        services.model_delete(user=alice, model=student)

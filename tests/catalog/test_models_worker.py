@@ -2,46 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 
-from llmweb.catalog.models import Dataset, RegisteredModel
+from llmweb.catalog.models import Dataset
 from llmweb.catalog.services.model_facts import preset_param_count_exact
-from tests.catalog.models_support import (
-    build_tiny_model,
+from tests.factories import (
     hostile_archive,
     write_processed_text_dataset,
     zip_folder,
 )
-from tests.conftest import shared_data
-from tests.support import wait_for
+from tests.support import files_under, shared_data, upload_model, wait_model_settled
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "gpt2")
-
-
-def settled(model_id: int, timeout: float = 120) -> RegisteredModel:
-    def check():
-        m = RegisteredModel.objects.get(pk=model_id)
-        return m if m.status != "pending" else None
-
-    return wait_for(check, timeout=timeout, interval=0.25, what=f"model {model_id} to settle")
-
-
-def files_under(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
-
-
-def upload(client, path: Path, name: str):
-    with open(path, "rb") as f:
-        data = {"file": SimpleUploadedFile(path.name, f.read()), "name": name}
-    return client.post("/api/v1/models/", data, format="multipart")
 
 
 def test_preset_gpt2_tiny_with_a_tokenizer_trained_on_a_dataset_becomes_ready(
@@ -74,7 +46,7 @@ def test_preset_gpt2_tiny_with_a_tokenizer_trained_on_a_dataset_becomes_ready(
     )
     assert r.status_code == 202, r.json()
     assert r.json()["status"] == "pending" and r["Location"] == f"/api/v1/models/{r.json()['id']}/"
-    m = settled(r.json()["id"])
+    m = wait_model_settled(r.json()["id"])
     assert m.status == "ready", m.error
     assert (m.name, m.task, m.source, m.architecture) == (
         "gpt2-tiny",
@@ -91,9 +63,9 @@ def test_preset_gpt2_tiny_with_a_tokenizer_trained_on_a_dataset_becomes_ready(
 def test_uploaded_safetensors_model_is_validated_and_described(
     worker, api, alice, team, tiny_model, tmp_path
 ):
-    r = upload(api(alice), zip_folder(tiny_model, tmp_path / "good.zip"), "my-gpt")
+    r = upload_model(api(alice), zip_folder(tiny_model, tmp_path / "good.zip"), "my-gpt")
     assert r.status_code == 202, r.json()
-    m = settled(r.json()["id"])
+    m = wait_model_settled(r.json()["id"])
     assert m.status == "ready", m.error
     assert (m.name, m.version, m.task, m.model_type) == ("my-gpt", 1, "causal-lm", "gpt2")
     assert m.num_parameters == preset_param_count_exact("gpt2", "tiny", 300)
@@ -117,9 +89,9 @@ def test_hostile_archive_fails_clearly_and_leaves_no_files(
     worker, api, alice, team, tiny_model, tmp_path, kind, message
 ):
     archive = hostile_archive(kind, tiny_model, tmp_path)
-    r = upload(api(alice), archive, f"hostile-{kind}")
+    r = upload_model(api(alice), archive, f"hostile-{kind}")
     assert r.status_code == 202, r.json()
-    m = settled(r.json()["id"])
+    m = wait_model_settled(r.json()["id"])
     assert m.status == "failed"
     assert message in m.error["message"], m.error
     assert files_under(m.storage_dir) == []
@@ -134,7 +106,7 @@ def test_hub_registration_without_network_fails_cleanly(worker, api, alice, team
         "/api/v1/models/", {"source": "hub", "hub_id": "distilbert-base-uncased"}, format="json"
     )
     assert r.status_code == 202, r.json()
-    m = settled(r.json()["id"], timeout=90)
+    m = wait_model_settled(r.json()["id"], timeout=90)
     assert m.status == "failed"
     assert "could not be reached" in m.error["message"]
     assert files_under(m.storage_dir) == []

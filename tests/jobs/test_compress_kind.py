@@ -7,7 +7,7 @@ import pytest
 
 from jobs.models import Job
 from llmweb.catalog.model_selectors import model_lineage
-from tests.jobs.factories import ready_dataset, sms_rows, tiny_classifier
+from tests.factories import ready_dataset, sms_rows, tiny_classifier
 from tests.support import wait_for
 
 FINISHED = ("succeeded", "failed", "cancelled")

@@ -7,7 +7,7 @@ import pytest
 
 from jobs.models import Job
 from llmweb.catalog.model_selectors import model_lineage
-from tests.jobs.factories import (
+from tests.factories import (
     bundled_model,
     preset_model,
     ready_dataset,

@@ -5,21 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.models import Job
-from tests.jobs.factories import bundled_model, ready_dataset, sms_rows
-from tests.support import wait_for
+from tests.factories import bundled_model, ready_dataset, sms_rows
+from tests.support import wait_job_status
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 PARAMS = {"max_steps": 8, "batch_size": 8, "max_length": 48, "learning_rate": 1e-4}
-
-
-def _finished(job_id: int) -> Job:
-    return wait_for(
-        lambda: Job.objects.filter(pk=job_id, status__in=("succeeded", "failed")).first(),
-        timeout=240,
-        interval=0.3,
-        what=f"job {job_id} finished",
-    )
 
 
 def test_second_job_is_estimated_from_the_first_within_2x(worker, api, alice, team):
@@ -30,7 +20,7 @@ def test_second_job_is_estimated_from_the_first_within_2x(worker, api, alice, te
     assert rough["source"].startswith("rough") and "by_device" not in rough
 
     first = client.post("/api/v1/jobs/", body, format="json").json()
-    first = _finished(first["id"])
+    first = wait_job_status(first["id"], timeout=240)
     assert first.status == "succeeded", (first.error, worker.output()[-2000:])
 
     calibrated = client.post("/api/v1/jobs/estimate/", body, format="json").json()["estimate"]
@@ -38,7 +28,9 @@ def test_second_job_is_estimated_from_the_first_within_2x(worker, api, alice, te
     device = first.device.split(" ", 1)[0] if first.device.startswith("cpu") else first.device
     predicted = calibrated["by_device"][device]["seconds"]
 
-    second = _finished(client.post("/api/v1/jobs/", body, format="json").json()["id"])
+    second = wait_job_status(
+        client.post("/api/v1/jobs/", body, format="json").json()["id"], timeout=240
+    )
     actual = second.duration_seconds
     assert second.status == "succeeded" and actual
     assert actual / 2 <= predicted <= actual * 2, (predicted, actual, calibrated)

@@ -13,7 +13,7 @@ from django.db.models import F
 from jobs.engine.jsonable import jsonable
 from jobs.models import Job, JobEvent
 from llmweb.catalog.models import Dataset
-from tests.jobs.factories import bundled_model, ready_dataset, sms_rows
+from tests.factories import bundled_model, ready_dataset, sms_rows
 
 pytestmark = pytest.mark.django_db
 

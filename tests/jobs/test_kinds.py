@@ -20,10 +20,9 @@ from jobs.engine.params import param, validate
 from jobs.errors import JobError
 from jobs.kinds import Input, JobKind, Outcome, register, unregister
 from jobs.models import Job, JobEvent
-from tests.support import Worker, wait_for
+from tests.support import Worker, wait_for, wait_job_status
 
 TOY_QUEUE = "toys"
-FINISHED = ("succeeded", "failed", "cancelled")
 
 
 @dataclass
@@ -97,14 +96,6 @@ def count_worker(django_db_setup, django_db_blocker):
         w.stop()
 
 
-def wait_status(job_id: int, statuses=FINISHED, timeout: float = 60) -> Job:
-    def check():
-        job = Job.objects.get(pk=job_id)
-        return job if job.status in statuses else None
-
-    return wait_for(check, timeout=timeout, interval=0.1, what=f"job {job_id} in {statuses}")
-
-
 def kinds_of_events(job_id: int) -> list[str]:
     return list(
         JobEvent.objects.filter(job_id=job_id).order_by("seq").values_list("kind", flat=True)
@@ -115,7 +106,7 @@ def kinds_of_events(job_id: int) -> list[str]:
 def test_a_kind_from_one_module_runs_on_the_real_worker(count_kind, count_worker, alice, team):
     job = services.job_submit(user=alice, team=team, job_type="test-count", params={"steps": 4})
     assert job.queue == TOY_QUEUE and job.status == "queued"
-    job = wait_status(job.pk)
+    job = wait_job_status(job.pk)
     assert job.status == "succeeded", (job.error, count_worker.output()[-3000:])
     assert job.metrics == {"counted": 4, "dataset_rows": 0, "finished_by": "test-count"}
     assert job.result_model is None
@@ -143,7 +134,7 @@ def test_cancel_stops_a_custom_kind_in_the_worker(count_kind, count_worker, alic
         what="three steps",
     )
     services.job_cancel(user=alice, job=Job.objects.get(pk=job.pk))
-    job = wait_status(job.pk)
+    job = wait_job_status(job.pk)
     assert job.status == "cancelled"
     counted = JobEvent.objects.filter(job=job, kind="progress").count()
     assert 3 <= counted < 2000
@@ -157,7 +148,7 @@ def test_engine_errors_and_crashes_map_to_the_job_record(count_kind, count_worke
     crashed = services.job_submit(
         user=alice, team=team, job_type="test-count", params={"steps": 5, "crash_at": 1}
     )
-    refused, crashed = wait_status(refused.pk), wait_status(crashed.pk)
+    refused, crashed = wait_job_status(refused.pk), wait_job_status(crashed.pk)
     assert refused.status == "failed"
     assert refused.error == {
         "code": "count_refused",

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.web.conftest import needs_chromium
-
-pytestmark = [pytest.mark.browser, needs_chromium]
+pytestmark = [pytest.mark.browser]
 
 
 @pytest.mark.django_db(transaction=True)

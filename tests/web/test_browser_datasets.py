@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from tests.conftest import make_user, shared_data
-from tests.web.conftest import needs_chromium
+from tests.factories import make_user
+from tests.support import shared_data
 
-pytestmark = [pytest.mark.browser, needs_chromium]
+pytestmark = [pytest.mark.browser]
 
 
 @pytest.fixture

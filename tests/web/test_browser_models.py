@@ -6,11 +6,10 @@ import re
 
 import pytest
 
-from tests.catalog.models_support import build_tiny_model, zip_folder
-from tests.conftest import make_user
-from tests.web.conftest import needs_chromium
+from tests.factories import make_user, tiny_preset_folder, zip_folder
+from tests.support import browser_login
 
-pytestmark = [pytest.mark.browser, needs_chromium]
+pytestmark = [pytest.mark.browser]
 
 
 @pytest.fixture
@@ -26,7 +25,7 @@ def test_upload_form_shows_progress_and_the_model_becomes_ready(
 
     user = make_user("hedy")
     user_signup_setup(user=user)
-    archive = zip_folder(build_tiny_model(tmp_path / "gpt2"), tmp_path / "tiny-gpt.zip")
+    archive = zip_folder(tiny_preset_folder(tmp_path / "gpt2"), tmp_path / "tiny-gpt.zip")
     base = live_server_proc.url
 
     page.goto(base + "/accounts/login/")
@@ -54,3 +53,31 @@ def test_upload_form_shows_progress_and_the_model_becomes_ready(
     facts = page.inner_text("#model-facts")
     assert "GPT2LMHeadModel" in facts and "300 tokens" in facts
     page.screenshot(path=str(live_server_proc.log.with_name("browser-model-ready.png")))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_usable_for_follows_the_job_rule_not_the_loadable_heads(page, live_server_proc, api):
+    from llmweb.accounts.services import user_signup_setup
+    from llmweb.catalog.models import RegisteredModel
+
+    user = make_user("ida")
+    team = user_signup_setup(user=user)
+    # A GPT-2 can be loaded with a classification head, but a job refuses it for that.
+    gpt = RegisteredModel.objects.create(
+        team=team,
+        name="gpt2-tiny",
+        source="preset",
+        status="ready",
+        task="causal-lm",
+        config_summary={"supported_tasks": ["causal-lm", "classification"]},
+    )
+    base = live_server_proc.url
+    browser_login(page, base, "ida")
+    page.goto(f"{base}/models/{gpt.pk}/")
+    assert page.inner_text("#usable-for") == "causal-lm datasets"
+    assert api(user).get(f"/api/v1/models/{gpt.pk}/").json()["usable_for"] == ["causal-lm"]
+    bundled = RegisteredModel.objects.get(team=team, source="bundled")
+    page.goto(f"{base}/models/{bundled.pk}/")
+    assert page.inner_text("#usable-for") == (
+        "classification, pair-classification, masked-lm datasets"
+    )

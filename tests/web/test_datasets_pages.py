@@ -8,8 +8,8 @@ from django.test import Client
 from llmweb.accounts import services as accounts
 from llmweb.catalog.models import Dataset
 from llmweb.catalog.services.datasets import dataset_mark_failed
-from tests.catalog.datasets_support import csv_bytes, post_dataset, process_now
-from tests.conftest import make_user
+from tests.factories import csv_bytes, make_user, process_now
+from tests.support import post_dataset
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from jobs.models import JobStatus
 from llmweb.accounts import services as accounts
 from llmweb.accounts.models import Role
 from llmweb.catalog.models import Dataset, RegisteredModel
-from tests.jobs.factories import job_record
+from tests.factories import job_record
 
 
 @pytest.fixture

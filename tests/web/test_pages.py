@@ -91,3 +91,15 @@ def test_token_secret_is_shown_once(client, alice):
     assert secret in r.content.decode()
     again = client.get("/settings/tokens/").content.decode()
     assert secret not in again and "ci" in again
+
+
+@pytest.mark.parametrize("url", ["/no/such/page/", "/datasets/nope/x/", "/api/v1/nothing-here/"])
+def test_404_is_plain_for_anyone_with_debug_off(client, db, settings, url):
+    settings.DEBUG = False
+    r = client.get(url)
+    assert r.status_code == 404
+    html = r.content.decode()
+    # Pages get the site's plain page; the API answers JSON (its own error shape).
+    assert ("There is nothing here" in html) != url.startswith("/api/")
+    for leak in ("tried", "URLResolver", "URLPattern", ".py", "llmweb.", settings.BASE_DIR.name):
+        assert leak not in html, leak

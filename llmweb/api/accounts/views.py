@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
@@ -42,9 +43,10 @@ class TeamViewSet(
         )
 
     def perform_update(self, serializer):
-        serializer.instance = services.team_rename(
-            by=self.request.user, team=serializer.instance, name=serializer.validated_data["name"]
-        )
+        team = serializer.instance
+        # A PATCH without `name` renames nothing (it answered 500 before).
+        name = serializer.validated_data.get("name", team.name)
+        serializer.instance = services.team_rename(by=self.request.user, team=team, name=name)
 
     def _membership(self, team, user_id) -> Membership:
         m = selectors.member_list(team=team).filter(user_id=user_id).first()
@@ -53,10 +55,14 @@ class TeamViewSet(
         return m
 
     @extend_schema(request=s.InviteSerializer, responses=s.MemberSerializer(many=True))
-    @action(detail=True, methods=["get", "post"])
+    # A plain list, not a page: the schema must not promise pagination.
+    @action(detail=True, methods=["get", "post"], pagination_class=None)
     def members(self, request, pk=None):
         team = self.get_object()
         if request.method == "POST":
+            # Permission before validation: a viewer's write is 403 whatever the body says.
+            if not selectors.is_owner(user=request.user, team=team):
+                raise PermissionDenied("Only an owner can invite people to this team.")
             data = s.InviteSerializer(data=request.data)
             data.is_valid(raise_exception=True)
             m = services.team_invite(by=request.user, team=team, **data.validated_data)
@@ -64,13 +70,15 @@ class TeamViewSet(
         return Response(s.MemberSerializer(selectors.member_list(team=team), many=True).data)
 
     @extend_schema(request=s.RoleSerializer, responses=s.MemberSerializer)
-    @action(detail=True, methods=["patch", "delete"], url_path=r"members/(?P<user_id>\d+)")
+    @action(detail=True, methods=["patch", "delete"], url_path=r"members/(?P<user_id>[0-9]{1,18})")
     def member(self, request, pk=None, user_id=None):
         team = self.get_object()
         m = self._membership(team, user_id)
         if request.method == "DELETE":
             services.membership_remove(by=request.user, membership=m)
             return Response(status=status.HTTP_204_NO_CONTENT)
+        if not selectors.is_owner(user=request.user, team=team):
+            raise PermissionDenied("Only an owner can change roles.")
         data = s.RoleSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         m = services.membership_set_role(

@@ -6,14 +6,26 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from llmweb.catalog.models import Dataset, Schema
-from llmweb.catalog.services.datasets import ENCODINGS, TXT_MODES
+from llmweb.catalog.selectors import catalog_waiting_message
+from llmweb.catalog.services.datasets import (
+    DELIMITER_CHOICES,
+    ENCODINGS,
+    FORMATS,
+    HEADER_CHOICES,
+    TXT_MODES,
+)
+from llmweb.core.ids import ID_FIELD_BOUNDS, SEED_BOUNDS
 
 
 class DatasetSerializer(serializers.ModelSerializer):
     team = serializers.IntegerField(source="team_id", read_only=True)
-    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+    created_by = serializers.CharField(
+        source="created_by.username", default=None, read_only=True, allow_null=True
+    )
     total_rows = serializers.SerializerMethodField()
     urls = serializers.SerializerMethodField()
+    # While queued: "Waiting for a worker: N ahead of it, queued 2 min ago" (never bare).
+    progress_message = serializers.SerializerMethodField()
 
     class Meta:
         model = Dataset
@@ -37,6 +49,9 @@ class DatasetSerializer(serializers.ModelSerializer):
             "seed",
             "stratify",
             "txt_mode",
+            "read_options",
+            "derived_from",
+            "lineage_note",
             "num_rows",
             "total_rows",
             "label_names",
@@ -48,6 +63,9 @@ class DatasetSerializer(serializers.ModelSerializer):
             "urls",
         ]
         read_only_fields = fields
+
+    def get_progress_message(self, ds: Dataset) -> str:
+        return catalog_waiting_message(ds) or ds.progress_message
 
     def get_total_rows(self, ds: Dataset) -> int:
         return sum((ds.num_rows or {}).values())
@@ -62,7 +80,33 @@ class DatasetSerializer(serializers.ModelSerializer):
         }
 
 
-class DatasetUploadSerializer(serializers.Serializer):
+class ReadOptionsFields(serializers.Serializer):
+    """How to read the file; empty values mean "detect from the content"."""
+
+    format = serializers.ChoiceField(
+        choices=list(FORMATS.items()),
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Empty: from the content (.txt, .dat and extension-less files are sniffed).",
+    )
+    delimiter = serializers.ChoiceField(
+        choices=list(DELIMITER_CHOICES.items()),
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="tab, comma, semicolon or pipe; empty: detect.",
+    )
+    has_header = serializers.ChoiceField(
+        choices=[*HEADER_CHOICES.items(), ("true", "yes"), ("false", "no")],
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="yes/true: the first row names the columns; no/false: it is data; empty: detect.",
+    )
+
+
+class DatasetUploadSerializer(ReadOptionsFields):
     """Multipart fields of ``POST /api/v1/datasets/``; the service validates the values."""
 
     file = serializers.FileField(
@@ -75,7 +119,9 @@ class DatasetUploadSerializer(serializers.Serializer):
         help_text="Default: the file name. The same name again makes a new version.",
     )
     schema = serializers.ChoiceField(choices=Schema.choices)
-    team = serializers.IntegerField(required=False, help_text="Default: your active or first team.")
+    team = serializers.IntegerField(
+        required=False, help_text="Default: your active or first team.", **ID_FIELD_BOUNDS
+    )
     description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
     mapping = serializers.CharField(
         required=False,
@@ -88,7 +134,7 @@ class DatasetUploadSerializer(serializers.Serializer):
         allow_blank=True,
         help_text='"0.8,0.1,0.1" (default), "80,10,10" or a JSON list.',
     )
-    seed = serializers.IntegerField(required=False, default=42)
+    seed = serializers.IntegerField(required=False, default=42, **SEED_BOUNDS)
     stratify = serializers.BooleanField(
         required=False,
         default=True,
@@ -106,11 +152,16 @@ class DatasetUploadSerializer(serializers.Serializer):
     )
 
 
-class InspectRequestSerializer(serializers.Serializer):
+class InspectRequestSerializer(ReadOptionsFields):
     file = serializers.FileField(
         help_text="The file, or the first MiB of a text file with partial=true."
     )
     partial = serializers.BooleanField(required=False, default=False)
+    schema = serializers.ChoiceField(
+        choices=Schema.choices,
+        required=False,
+        help_text="The task the file is for: a .txt for causal-lm or masked-lm stays plain text.",
+    )
     encoding = serializers.CharField(required=False, allow_blank=True, default="")
 
 
@@ -120,6 +171,8 @@ class InspectSerializer(serializers.Serializer):
     columns = serializers.ListField(child=serializers.CharField())
     sample = serializers.ListField(child=serializers.DictField())
     has_header = serializers.BooleanField(allow_null=True)
+    delimiter = serializers.CharField(allow_null=True, help_text="tab, comma, semicolon, pipe.")
+    sniffed = serializers.BooleanField(help_text="The format was read from the content.")
     member = serializers.CharField(allow_null=True)
     row_errors = serializers.ListField(child=serializers.DictField())
     suggested_mapping = serializers.DictField(child=serializers.DictField())

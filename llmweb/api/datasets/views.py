@@ -19,7 +19,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from llmweb.accounts.selectors import team_get_for_user
-from llmweb.api.common import request_team
+from llmweb.api.common import DELETE_JOBS, query_flag, request_team
 from llmweb.api.datasets import serializers as ds_s
 from llmweb.api.errors import error_response
 from llmweb.catalog import dataset_files, selectors
@@ -106,7 +106,9 @@ class DatasetViewSet(viewsets.GenericViewSet):
         request={"multipart/form-data": ds_s.DatasetUploadSerializer},
         responses={201: ds_s.DatasetSerializer, 413: OpenApiTypes.OBJECT, 415: OpenApiTypes.OBJECT},
         description="Upload a data file. Fields: file, schema, name, description, mapping (JSON), "
-        "split_ratios, seed, stratify, encoding, txt_mode, team.",
+        "split_ratios, seed, stratify, encoding, txt_mode, format, delimiter, has_header, team. "
+        "A binary file, or one whose columns cannot fill the schema, is refused with 400 and "
+        "nothing is stored.",
     )
     def create(self, request):
         if refused := _refuse_non_multipart(request):
@@ -137,16 +139,42 @@ class DatasetViewSet(viewsets.GenericViewSet):
             stratify=v.get("stratify", True),
             encoding=v.get("encoding") or "",
             txt_mode=v.get("txt_mode") or "lines",
+            fmt=v.get("format") or None,
+            delimiter=v.get("delimiter") or None,
+            has_header=v.get("has_header") or None,
         )
         dataset.refresh_from_db()
         response = self._out(dataset, status.HTTP_201_CREATED)
         response["Location"] = response.data["urls"]["self"]
         return response
 
-    @extend_schema(responses={204: None, 403: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT})
+    @extend_schema(
+        parameters=[DELETE_JOBS],
+        responses={204: None, 403: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
+        description="409 `dataset_in_use` lists the jobs that used it in `jobs`; repeat with "
+        "delete_jobs=true to delete those (finished) jobs with it.",
+    )
     def destroy(self, request, pk=None):
-        services.dataset_delete(user=request.user, dataset=self.get_object())
+        services.dataset_delete(
+            user=request.user,
+            dataset=self.get_object(),
+            delete_jobs=query_flag(request, "delete_jobs"),
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        request=None,
+        responses={202: ds_s.DatasetSerializer, 409: OpenApiTypes.OBJECT},
+        description="Make a clean version: a new version of this (ready) dataset without exact "
+        "duplicate rows and without validation/test rows whose input is also in train. "
+        "Answers 202 with the new record; a worker fills it (poll `urls.self`); "
+        "`derived_from` and `lineage_note` say where it came from and what was removed.",
+    )
+    @action(detail=True, methods=["post"])
+    def clean(self, request, pk=None):
+        clean = services.dataset_clean_version_create(user=request.user, dataset=self.get_object())
+        clean.refresh_from_db()
+        return self._out(clean, status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         request={"multipart/form-data": ds_s.InspectRequestSerializer},
@@ -164,6 +192,13 @@ class DatasetViewSet(viewsets.GenericViewSet):
             return error_response("No file was sent in the `file` field.", param="file")
         filename = services.clean_filename(upload.name)
         partial = str(request.data.get("partial", "")).lower() in ("1", "true", "on", "yes")
+        options = services.parse_read_options(
+            fmt=request.data.get("format"),
+            delimiter=request.data.get("delimiter"),
+            has_header=request.data.get("has_header"),
+        )
+        if request.data.get("schema") in Schema.values:  # a language-model file stays text
+            options["schema"] = request.data["schema"]
         tmp_root = Path(settings.STORAGE_DIR) / "tmp"
         tmp_root.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix=".inspect-", dir=tmp_root))
@@ -180,7 +215,9 @@ class DatasetViewSet(viewsets.GenericViewSet):
                     out.write(chunk)
             if partial and written >= INSPECT_HEAD:
                 dataset_files.trim_partial(path)
-            info = dataset_files.inspect_upload(path, encoding=request.data.get("encoding") or "")
+            info = dataset_files.inspect_upload(
+                path, encoding=request.data.get("encoding") or "", options=options
+            )
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         if "error" in info:

@@ -6,8 +6,10 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from llmweb.catalog.model_selectors import model_usable_for
 from llmweb.catalog.models import RegisteredModel
 from llmweb.catalog.services.models import MAX_CARD_CHARS
+from llmweb.core.ids import ID_FIELD_BOUNDS
 
 
 class DatasetRefSerializer(serializers.Serializer):
@@ -19,6 +21,7 @@ class DatasetRefSerializer(serializers.Serializer):
 class ModelSerializer(serializers.ModelSerializer):
     dataset = serializers.SerializerMethodField()
     created_by = serializers.SerializerMethodField()
+    usable_for = serializers.SerializerMethodField()
     urls = serializers.SerializerMethodField()
 
     class Meta:
@@ -26,11 +29,15 @@ class ModelSerializer(serializers.ModelSerializer):
         fields = [
             "id", "team", "name", "version", "status", "error", "task", "source",
             "architecture", "model_type", "num_parameters", "size_bytes", "dtype",
-            "max_length", "tokenizer", "label_names", "config_summary", "metrics",
+            "max_length", "tokenizer", "label_names", "usable_for", "config_summary", "metrics",
             "card", "bundled_name", "hub_id", "preset", "parent", "dataset", "job",
             "created_by", "created_at", "urls",
         ]  # fmt: skip
         read_only_fields = fields
+
+    def get_usable_for(self, m: RegisteredModel) -> list[str]:
+        """Dataset schemas a fine-tune job accepts this model for (the pre-flight's rule)."""
+        return model_usable_for(model=m)
 
     @extend_schema_field(DatasetRefSerializer(allow_null=True))
     def get_dataset(self, m: RegisteredModel) -> dict | None:
@@ -58,6 +65,7 @@ class _TeamField(serializers.IntegerField):
         super().__init__(
             required=False,
             help_text="Team id; defaults to your only (or first) team.",
+            **ID_FIELD_BOUNDS,
             **kwargs,
         )
 
@@ -75,12 +83,20 @@ class PresetCreateSerializer(serializers.Serializer):
     family = serializers.ChoiceField(choices=["gpt2", "bert", "t5"])
     size = serializers.ChoiceField(choices=["tiny", "mini", "small", "base"])
     name = serializers.CharField(required=False, allow_blank=True, max_length=90)
-    vocab_size = serializers.IntegerField(required=False, allow_null=True, min_value=16)
+    vocab_size = serializers.IntegerField(
+        required=False, allow_null=True, min_value=16, max_value=2**31 - 1
+    )
     tokenizer_dataset = serializers.IntegerField(
-        required=False, allow_null=True, help_text="A ready dataset to train the tokenizer on."
+        required=False,
+        allow_null=True,
+        help_text="A ready dataset to train the tokenizer on.",
+        **ID_FIELD_BOUNDS,
     )
     tokenizer_model = serializers.IntegerField(
-        required=False, allow_null=True, help_text="A ready model whose tokenizer to copy."
+        required=False,
+        allow_null=True,
+        help_text="A ready model whose tokenizer to copy.",
+        **ID_FIELD_BOUNDS,
     )
     team = _TeamField()
 

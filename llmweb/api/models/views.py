@@ -7,20 +7,22 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from django.core.exceptions import PermissionDenied
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs.engine.presets import list_presets
-from llmweb.accounts.selectors import team_get_for_user
-from llmweb.api.common import request_team
+from llmweb.accounts.selectors import can_write, team_get_for_user
+from llmweb.api.common import DELETE_JOBS, query_flag, request_team
 from llmweb.api.errors import error_response
 from llmweb.api.models import serializers as ms
+from llmweb.api.parsers import ObjectJSONParser
 from llmweb.catalog import selectors
 from llmweb.catalog.model_selectors import model_lineage, model_list_filtered
 from llmweb.catalog.models import ModelStatus, RegisteredModel
@@ -103,7 +105,7 @@ class ModelViewSet(viewsets.GenericViewSet):
     poll ``urls.self`` until ``status`` is ``ready`` or ``failed`` (then ``error`` says why)."""
 
     serializer_class = ms.ModelSerializer
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [ObjectJSONParser, MultiPartParser, FormParser]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     queryset = RegisteredModel.objects.none()
 
@@ -195,6 +197,9 @@ class ModelViewSet(viewsets.GenericViewSet):
     @extend_schema(request=ms.ModelCardSerializer, responses=ms.ModelSerializer)
     def partial_update(self, request, pk=None):
         model = self.get_object()
+        # Permission before validation: a viewer's write is 403 whatever the body says.
+        if not can_write(user=request.user, team=model.team):
+            raise PermissionDenied("Your role in this team is read-only.")
         data = ms.ModelCardSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         model = services.model_update_card(
@@ -202,10 +207,17 @@ class ModelViewSet(viewsets.GenericViewSet):
         )
         return self._out(model)
 
-    @extend_schema(responses={204: None, 409: OpenApiTypes.OBJECT})
+    @extend_schema(
+        parameters=[DELETE_JOBS],
+        responses={204: None, 409: OpenApiTypes.OBJECT},
+        description="409 `model_in_use` lists the jobs that read it in `jobs`; repeat with "
+        "delete_jobs=true to delete those (finished) jobs with it.",
+    )
     def destroy(self, request, pk=None):
         model = self.get_object()
-        services.model_delete(user=request.user, model=model)
+        services.model_delete(
+            user=request.user, model=model, delete_jobs=query_flag(request, "delete_jobs")
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(

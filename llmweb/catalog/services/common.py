@@ -73,3 +73,23 @@ def create_versioned(record_class: type[R], *, team: Team, name: str, **fields: 
     raise DomainError(
         f"Could not allocate a version for {name!r}; try again.", code="busy", param="name"
     )
+
+
+def delete_finished_jobs(*, user, jobs: list[Any], conflict: type[DomainError]) -> None:
+    """Delete jobs that used a catalog record the person is deleting with them.
+
+    Only finished jobs: a queued or running one must be cancelled first (checked for all
+    before any is deleted). Each goes through the job system's ``job_delete`` (events and
+    work folder too; the model it made stays, its ``job`` link emptied).
+    """
+    from jobs.models import FINISHED
+    from jobs.services import job_delete
+
+    running = [j for j in jobs if j.status not in FINISHED]
+    if running:
+        ids = ", ".join(f"#{j.pk} ({j.status})" for j in running[:10])
+        raise conflict(
+            f"Job {ids} has not finished; cancel it or wait, then delete.", code="job_active"
+        )
+    for job in jobs:
+        job_delete(user=user, job=job)

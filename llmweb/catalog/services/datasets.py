@@ -1,4 +1,8 @@
-"""Writers of Dataset records: upload, processing outcome, delete.
+"""Writers of Dataset records: upload, processing outcome, clean versions, delete.
+
+Past ~400 lines on purpose: the upload refusals (size, sniffing, mapping, encodings) and
+the failure policy below must be read together, and every write to a Dataset row lives
+here so that policy holds everywhere.
 
 Views, serializers and tasks only translate to these functions. The web process never
 parses an upload: it streams the bytes into the record's folder and a task on queue
@@ -30,16 +34,40 @@ from django.db.models import ProtectedError
 from django.utils import timezone
 
 from jobs.engine.jsonable import jsonable
-from jobs.engine.schemas import SCHEMAS
+from jobs.engine.schemas import LM_TASKS, SCHEMAS
 from llmweb.accounts.models import Team
+from llmweb.catalog import sniff
 from llmweb.catalog.models import Dataset, DatasetStatus, Schema
-from llmweb.catalog.services.common import UploadTooLarge, create_versioned, require_write
+from llmweb.catalog.selectors import job_refs, jobs_using
+from llmweb.catalog.services.common import (
+    UploadTooLarge,
+    create_versioned,
+    delete_finished_jobs,
+    require_write,
+)
 from llmweb.core.errors import Conflict, DomainError
 from llmweb.core.queue import enqueue_on_commit
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt", ".zip")
+EXTENSIONS = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt", ".dat", ".zip")
+FORMATS = {
+    "": "Detect from the content",
+    "csv": "Delimited text (CSV and the like)",
+    "tsv": "Tab-separated (TSV)",
+    "json": "JSON array of objects",
+    "jsonl": "JSON lines",
+    "parquet": "Parquet",
+    "txt": "Plain text",
+}
+DELIMITER_CHOICES = {
+    "": "Detect",
+    "tab": "Tab",
+    "comma": "Comma ,",
+    "semicolon": "Semicolon ;",
+    "pipe": "Pipe |",
+}
+HEADER_CHOICES = {"": "Detect", "yes": "First row names the columns", "no": "No header row"}
 ENCODINGS = {
     "": "Detect automatically",
     "utf-8": "UTF-8",
@@ -75,17 +103,20 @@ def clean_filename(name: str | None) -> str:
     """A safe file name: no folders, only [A-Za-z0-9._-], a known extension kept.
 
     Browsers send names like ``C:\\Users\\me\\spam ✓.csv``; only the last part survives.
+    A name with no extension is kept as it is: its content decides how it is read.
     """
     raw = re.split(r"[\\/]", name or "")[-1]
     raw = unicodedata.normalize("NFKD", raw).encode("ascii", "ignore").decode()
     stem, dot, ext = raw.rpartition(".")
-    if not dot:
-        stem, ext = raw, ""
+    if not dot or not stem:
+        stem, ext = raw.lstrip("."), ""
     ext = ext.lower()
+    if not ext:
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")[:100] or "upload"
     if f".{ext}" not in EXTENSIONS:
-        shown = f".{ext}" if ext else "no extension"
         raise DomainError(
-            f"{name or 'The file'} has {shown}; upload one of {', '.join(EXTENSIONS)}.",
+            f"{name or 'The file'} has .{ext}; upload one of {', '.join(EXTENSIONS)} "
+            "(or a file with no extension).",
             code="bad_extension",
             param="file",
         )
@@ -194,6 +225,94 @@ def clean_encoding(encoding: str | None) -> str:
     return encoding
 
 
+def parse_read_options(
+    *, fmt: str | None = None, delimiter: str | None = None, has_header: Any = None
+) -> dict[str, Any]:
+    """The person's overrides of how the file is read; empty values mean "detect".
+
+    ``has_header`` accepts true/false, yes/no, 1/0 and ""/None/"auto" (detect).
+    """
+    fmt = (fmt or "").strip().lower()
+    if fmt not in FORMATS:
+        raise DomainError(
+            f"Unknown format {fmt!r}; use one of {', '.join(f for f in FORMATS if f)}.",
+            param="format",
+        )
+    delimiter = (delimiter or "").strip().lower()
+    delimiter = {"\t": "tab", "\\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}.get(
+        delimiter, delimiter
+    )
+    if delimiter not in DELIMITER_CHOICES:
+        raise DomainError(
+            f"Unknown delimiter {delimiter!r}; use tab, comma, semicolon or pipe "
+            "(or leave it empty to detect).",
+            param="delimiter",
+        )
+    if delimiter and fmt not in ("", "csv", "tsv"):
+        raise DomainError(f"A {fmt} file has no delimiter.", param="delimiter")
+    if delimiter and fmt == "tsv" and delimiter != "tab":
+        raise DomainError("A TSV file is tab-separated; choose format csv.", param="delimiter")
+    header = str(has_header).strip().lower() if has_header is not None else ""
+    if header in ("", "auto", "detect", "none"):
+        header_value = None
+    elif header in ("true", "yes", "1", "on"):
+        header_value = True
+    elif header in ("false", "no", "0", "off"):
+        header_value = False
+    else:
+        raise DomainError("has_header is true, false or empty (detect).", param="has_header")
+    out: dict[str, Any] = {}
+    if fmt:
+        out["format"] = fmt
+    if delimiter:
+        out["delimiter"] = delimiter
+    if header_value is not None:
+        out["has_header"] = header_value
+    return out
+
+
+def upload_read_plan(
+    path: Path, *, filename: str, options: dict[str, Any], schema: str
+) -> sniff.ReadPlan:
+    """How the stored upload will be read; DomainError for a file that is not data.
+
+    The same decision the worker makes (``catalog.tasks.datasets``), from the first
+    64 KiB, so the answer is instant and the web process never loads pandas.
+    """
+    head = sniff.read_head(path)
+    reason = sniff.binary_reason(head, filename)
+    if reason:
+        raise DomainError(reason, code="binary_file", param="file")
+    return sniff.read_plan(
+        head,
+        filename=filename,
+        fmt=options.get("format"),
+        delimiter=options.get("delimiter"),
+        prefer_text=schema in LM_TASKS,
+    )
+
+
+def check_plan_fits_schema(plan: sniff.ReadPlan, *, schema: str, filename: str) -> None:
+    """Refuse now what processing would refuse later: too few columns for the schema."""
+    wanted = SCHEMAS[schema]
+    if plan.columns is None or plan.columns >= len(wanted):
+        return
+    how = sniff.describe(plan)
+    hint = (
+        "If the file is separated by another character, choose its delimiter; "
+        if plan.format != "txt"
+        else "If its columns are separated by a tab, comma, semicolon or |, choose that "
+        "delimiter; for plain text choose causal-lm or masked-lm; "
+    )
+    raise DomainError(
+        f"{filename} reads as {how} with {plan.columns} column"
+        f"{'s' if plan.columns != 1 else ''}, but {schema} needs {len(wanted)} "
+        f"({', '.join(wanted)}). {hint}nothing was stored.",
+        code="too_few_columns",
+        param="file",
+    )
+
+
 # ---------------------------------------------------------------- upload
 
 
@@ -235,16 +354,22 @@ def dataset_upload_create(
     stratify: bool = True,
     encoding: str = "",
     txt_mode: str = "lines",
+    fmt: str | None = None,
+    delimiter: str | None = None,
+    has_header: Any = None,
 ) -> Dataset:
     """Store an uploaded data file as a new dataset version and queue its processing.
 
     The size limit is checked before anything is stored when the size is known, and
     again while copying, because a declared size may lie. The row and the file are
-    made in one transaction; if either fails, neither remains.
+    made in one transaction; if either fails, neither remains. The head of the file is
+    read before commit: binary data, or a file whose columns cannot fill the schema,
+    is refused here instead of becoming a failed record.
 
     Raises:
         PermissionDenied: a viewer.
-        DomainError: bad name, schema, mapping, ratios, encoding, extension, empty file.
+        DomainError: bad name, schema, mapping, ratios, encoding, extension, empty file,
+            binary file, read options, too few columns for the schema.
         DatasetUploadTooLarge: over ``LLMWEB_MAX_UPLOAD_BYTES``.
     """
     _require_write(user=user, team=team)
@@ -264,6 +389,7 @@ def dataset_upload_create(
         "stratify": bool(stratify),
         "claimed_encoding": clean_encoding(encoding),
         "txt_mode": txt_mode or "lines",
+        "read_options": parse_read_options(fmt=fmt, delimiter=delimiter, has_header=has_header),
     }
     if fields["txt_mode"] not in TXT_MODES:
         raise DomainError("txt_mode must be 'lines' or 'corpus'.", param="txt_mode")
@@ -289,8 +415,17 @@ def dataset_upload_create(
             size = _store(uploaded_file, dataset.upload_path, limit)
             if size == 0:
                 raise DomainError(f"{filename} is empty.", param="file")
+            plan = upload_read_plan(
+                dataset.upload_path,
+                filename=filename,
+                options=fields["read_options"],
+                schema=schema,
+            )
+            check_plan_fits_schema(plan, schema=schema, filename=filename)
             dataset.size_bytes = size
-            dataset.save(update_fields=["size_bytes"])
+            # The reaper's "never claimed within N minutes" counts from here (liveness.py).
+            dataset.queued_at = timezone.now()
+            dataset.save(update_fields=["size_bytes", "queued_at"])
         except BaseException:
             dataset.delete_files()  # the row goes with the rolled-back transaction
             raise
@@ -309,6 +444,65 @@ def dataset_upload_create(
     return dataset
 
 
+# ---------------------------------------------------------------- clean version
+
+
+def dataset_clean_version_create(*, user, dataset: Dataset) -> Dataset:
+    """A new version of a ready dataset without what its quality report flags.
+
+    Exact duplicate rows are dropped (the first one stays, train first) and validation
+    and test rows whose input also appears in train are removed, so evaluation measures
+    unseen data. The splits are kept as they are (no re-split). A worker writes the new
+    version (``clean_dataset_task``); the record names its source (``derived_from``) and
+    says what was removed (``lineage_note``).
+
+    Raises:
+        PermissionDenied: a viewer.
+        DatasetConflict: the dataset is not ready.
+    """
+    _require_write(user=user, team=dataset.team)
+    if dataset.status != DatasetStatus.READY:
+        raise DatasetConflict(
+            f"{dataset} is {dataset.status}; only a ready dataset can be cleaned.",
+            code="dataset_not_ready",
+        )
+    with transaction.atomic():
+        clean = create_versioned(
+            Dataset,
+            team=dataset.team,
+            name=dataset.name,
+            description=dataset.description,
+            schema=dataset.schema,
+            original_filename=dataset.original_filename,
+            size_bytes=0,
+            claimed_encoding=dataset.claimed_encoding,
+            mapping=dataset.mapping,
+            split_ratios=dataset.split_ratios,
+            seed=dataset.seed,
+            stratify=dataset.stratify,
+            txt_mode=dataset.txt_mode,
+            read_options=dataset.read_options,
+            derived_from=dataset,
+            lineage_note=f"Clean version of {dataset}: being made.",
+            created_by=user,
+            status=DatasetStatus.UPLOADED,
+            progress_message="Waiting for a worker",
+        )
+        enqueue_on_commit(
+            "llmweb.catalog.tasks.datasets:clean_dataset_task",
+            clean.pk,
+            on_error=lambda exc: dataset_mark_failed(
+                dataset_id=clean.pk,
+                error={
+                    "code": "queue_unavailable",
+                    "message": "The task queue could not be reached, so the clean version "
+                    "was not made. Try again in a minute.",
+                },
+            ),
+        )
+    return clean
+
+
 # ---------------------------------------------------------------- processing outcome
 
 
@@ -324,6 +518,7 @@ def dataset_mark_ready(*, dataset_id: int, result: dict[str, Any]) -> Dataset | 
             "columns": result.get("columns") or [],
             "has_header": result.get("has_header"),
             "member": result.get("member"),
+            "delimiter": result.get("delimiter"),
         }
         ds.status = DatasetStatus.READY
         ds.format = (result.get("format") or "")[:16]
@@ -334,6 +529,8 @@ def dataset_mark_ready(*, dataset_id: int, result: dict[str, Any]) -> Dataset | 
         ds.stats = jsonable(stats)
         ds.warnings = list(result.get("warnings") or [])
         ds.error = None
+        if result.get("lineage_note"):
+            ds.lineage_note = str(result["lineage_note"])[:2000]
         ds.progress = 1.0
         total = sum(ds.num_rows.values())
         ds.progress_message = f"Ready: {total:,} rows"
@@ -348,6 +545,8 @@ def dataset_mark_failed(*, dataset_id: int, error: dict[str, Any]) -> Dataset | 
         ds = Dataset.objects.select_for_update().filter(pk=dataset_id).first()
         if ds is None:
             return None
+        # Files first: whoever sees "failed" (a page, a poll, a test) finds nothing left.
+        ds.delete_files()
         details = [
             {"line": d.get("line"), "column": d.get("column"), "message": d.get("message")}
             for d in (error.get("details") or [])[:MAX_ROW_ERRORS]
@@ -364,29 +563,44 @@ def dataset_mark_failed(*, dataset_id: int, error: dict[str, Any]) -> Dataset | 
         ds.progress_message = "Failed"
         ds.processed_at = timezone.now()
         ds.save(update_fields=["status", "error", "progress_message", "processed_at"])
-    ds.delete_files()
     return ds
 
 
 # ---------------------------------------------------------------- delete
 
 
-def dataset_delete(*, user, dataset: Dataset) -> None:
-    """Delete the record and its files; a dataset that jobs were run on stays.
+def dataset_delete(*, user, dataset: Dataset, delete_jobs: bool = False) -> None:
+    """Delete the record and its files; with ``delete_jobs`` the finished jobs that used
+    it go first (their events and work files too; the models they made stay).
 
     Deleting a dataset while it is processing is allowed: the task notices the row is
     gone at its next progress report, stops and removes what it wrote.
+
+    Raises:
+        DatasetConflict: jobs used the dataset and ``delete_jobs`` is off (the error's
+            ``jobs`` lists them), or one of them has not finished.
     """
     _require_write(user=user, team=dataset.team)
     folder = dataset.storage_dir
     with transaction.atomic():
+        Dataset.objects.select_for_update().filter(pk=dataset.pk).first()
+        used_by = list(jobs_using(dataset=dataset))
+        if used_by and not delete_jobs:
+            ids = ", ".join(f"#{j.pk}" for j in used_by[:10])
+            raise DatasetConflict(
+                f"{len(used_by)} job{'s' if len(used_by) != 1 else ''} ({ids}) used this "
+                "dataset and keep it in their history. Delete those jobs with it "
+                "(delete_jobs=true), or keep the dataset.",
+                code="dataset_in_use",
+                jobs=job_refs(used_by),
+            )
+        delete_finished_jobs(user=user, jobs=used_by, conflict=DatasetConflict)
         try:
             dataset.delete()
-        except ProtectedError as e:
+        except ProtectedError as e:  # a job started a moment ago
             ids = sorted(o.pk for o in e.protected_objects)[:10]
             raise DatasetConflict(
-                "Jobs " + ", ".join(f"#{i}" for i in ids) + " used this dataset and keep it in "
-                "their history; delete those jobs first.",
+                "Jobs " + ", ".join(f"#{i}" for i in ids) + " use this dataset now.",
                 code="dataset_in_use",
             ) from None
         transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from jobs.engine.jsonable import jsonable
 from llmweb.accounts.models import Team
@@ -63,6 +64,8 @@ def fields_from_info(info: dict[str, Any]) -> dict[str, Any]:
 def enqueue(task_name: str, model_id: int) -> None:
     """Send ``llmweb.catalog.tasks.models:<task_name>`` after commit; a queue that cannot
     be reached fails the record at once."""
+    # The reaper's "never claimed within N minutes" counts from here (liveness.py).
+    RegisteredModel.objects.filter(pk=model_id).update(queued_at=timezone.now())
     enqueue_on_commit(
         f"llmweb.catalog.tasks.models:{task_name}",
         model_id,
@@ -106,7 +109,8 @@ def model_mark_failed(*, model_id: int, error: dict[str, Any]) -> RegisteredMode
             return None
         model.status = ModelStatus.FAILED
         model.error = jsonable({k: v for k, v in error.items() if v not in (None, [], {})})
+        # Files first: whoever sees "failed" must find nothing left on disk.
+        if model.source != ModelSource.BUNDLED:
+            model.delete_files()
         model.save(update_fields=["status", "error"])
-    if model.source != ModelSource.BUNDLED:
-        model.delete_files()
     return model

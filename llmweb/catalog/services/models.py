@@ -27,9 +27,11 @@ from django.db.models import ProtectedError
 from jobs.engine.jsonable import jsonable
 from jobs.engine.models.card import model_card_markdown
 from jobs.engine.models.info import BUNDLED_MODELS, ModelInfo
+from jobs.models import JobModel
 from llmweb.accounts.models import Team
 from llmweb.catalog.models import ModelSource, ModelStatus, RegisteredModel
-from llmweb.catalog.services.common import create_versioned
+from llmweb.catalog.selectors import job_refs, jobs_using
+from llmweb.catalog.services.common import create_versioned, delete_finished_jobs
 from llmweb.catalog.services.model_arrivals import (
     UPLOAD_SUFFIXES,
     model_create_preset,
@@ -131,15 +133,15 @@ def model_update_card(*, user, model: RegisteredModel, card: str) -> RegisteredM
     return model
 
 
-def model_delete(*, user, model: RegisteredModel) -> None:
-    """Delete the record and its files, unless a job needs it.
+def model_delete(*, user, model: RegisteredModel, delete_jobs: bool = False) -> None:
+    """Delete the record and its files; with ``delete_jobs`` the finished jobs that read
+    it go first (their events and work files too; the models they made stay).
 
     Raises:
-        ModelConflict: the bundled model, or a job that is validating, queued or
-            running uses it as its base, or a finished job's record refers to it.
+        ModelConflict: the bundled model; a job that is validating, queued or running
+            uses it; or finished jobs used it and ``delete_jobs`` is off (the error's
+            ``jobs`` lists them).
     """
-    from jobs.models import Job
-
     require_write(user=user, team=model.team)
     if model.source == ModelSource.BUNDLED:
         raise ModelConflict(
@@ -149,32 +151,74 @@ def model_delete(*, user, model: RegisteredModel) -> None:
     folder = model.storage_dir
     with transaction.atomic():
         RegisteredModel.objects.select_for_update().filter(pk=model.pk).first()
-        active = list(
-            Job.objects.filter(job_models__model=model, status__in=ACTIVE_JOB_STATUSES)
-            .distinct()
-            .order_by("pk")
-            .values_list("pk", "status")
-        )
+        used_by = list(jobs_using(model=model))
+        active = [j for j in used_by if j.status in ACTIVE_JOB_STATUSES]
         if active:
-            jobs = ", ".join(f"#{pk} ({status})" for pk, status in active)
+            jobs = ", ".join(f"#{j.pk} ({j.status})" for j in active)
             raise ModelConflict(
                 f"Job {jobs} uses this model as its base model. Cancel the job or wait until "
                 "it finishes, then delete the model.",
                 code="model_in_use",
+                jobs=job_refs(active),
             )
+        if used_by and not delete_jobs:
+            ids = ", ".join(f"#{j.pk}" for j in used_by[:10])
+            many = len(used_by) != 1
+            raise ModelConflict(
+                f"Finished job{'s' if many else ''} {ids} {'were' if many else 'was'} started "
+                "from this model and keep it in their history. Delete those jobs with it "
+                "(delete_jobs=true), or keep the model.",
+                code="model_in_use",
+                jobs=job_refs(used_by),
+            )
+        delete_finished_jobs(user=user, jobs=used_by, conflict=ModelConflict)
         try:
             model.delete()
-        except ProtectedError as e:
-            ids = sorted(o.pk for o in e.protected_objects)[:10]
+        except ProtectedError as e:  # a job started a moment ago
+            # A job holds its models through JobModel links; name the jobs, not the links.
+            ids = sorted(
+                {o.job_id if isinstance(o, JobModel) else o.pk for o in e.protected_objects}
+            )[:10]
             raise ModelConflict(
-                "Finished jobs " + ", ".join(f"#{i}" for i in ids) + " were started from this "
-                "model and keep it in their history; delete those jobs first.",
+                "Jobs " + ", ".join(f"#{i}" for i in ids) + " use this model now.",
                 code="model_in_use",
             ) from None
         transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
 # ---------------------------------------------------------------- job outputs
+
+
+def _lineage_key(model: RegisteredModel) -> tuple[str | None, str | None]:
+    """What makes results one family: the same base model name and the same dataset name."""
+    return (
+        model.parent.name if model.parent_id and model.parent else None,
+        model.dataset.name if model.dataset_id and model.dataset else None,
+    )
+
+
+def job_result_name(job) -> str:
+    """The name of a job's result model: the job's name, else ``<base>·<dataset>``.
+
+    Versions stay within one lineage: a name already used by models from another base
+    or dataset gets the dataset appended (or the job id), so fine-tuning twice on
+    unrelated data never makes "v2" of something it does not descend from.
+    """
+    base, dataset = job.base_model, job.dataset
+    default = f"{base.name}·{dataset.name}" if dataset else f"{base.name}·{job.type}"
+    name = (job.name or "").strip()[:80] or default[:80]
+    key = (base.name, dataset.name if dataset else None)
+    candidates = [name]
+    if dataset and not name.endswith(f"·{dataset.name}"):
+        candidates.append(f"{name}·{dataset.name}"[:90])
+    candidates.append(f"{name} (job {job.pk})")
+    for candidate in candidates:
+        family = RegisteredModel.objects.filter(team=job.team, name=candidate).select_related(
+            "parent", "dataset"
+        )
+        if all(_lineage_key(m) == key for m in family[:100]):
+            return candidate
+    return candidates[-1]
 
 
 def model_register_from_job(
@@ -215,7 +259,7 @@ def model_register_from_job(
     model = create_versioned(
         RegisteredModel,
         team=job.team,
-        name=f"{base.name}-{job.type}"[:100],
+        name=job_result_name(job),
         source=ModelSource.JOB,
         status=ModelStatus.PENDING,
         parent=base,

@@ -1,4 +1,4 @@
-"""Periodic cleanup of what a crash left behind (half-written uploads, staging folders)."""
+"""Periodic cleanup of what a crash left behind: lost tasks, half-written uploads, staging."""
 
 from __future__ import annotations
 
@@ -10,17 +10,17 @@ from pathlib import Path
 from celery import shared_task
 from django.conf import settings
 
+from jobs.models import Job
+from llmweb.catalog.models import Dataset, RegisteredModel
+
 log = logging.getLogger(__name__)
 
-__all__ = ["clean_orphans_task"]
+__all__ = ["clean_orphans_task", "reap_lost_catalog_work_task"]
 
 
 @shared_task(name="llmweb.catalog.tasks.clean_orphans")
 def clean_orphans_task(max_age_seconds: int = 3600) -> list[str]:
     """Remove storage folders that no record owns, and stale dot-prefixed staging folders."""
-    from jobs.models import Job
-    from llmweb.catalog.models import Dataset, RegisteredModel
-
     root = Path(settings.STORAGE_DIR) / "teams"
     removed: list[str] = []
     if not root.exists():
@@ -48,3 +48,11 @@ def clean_orphans_task(max_age_seconds: int = 3600) -> list[str]:
     if removed:
         log.info("removed %d orphaned storage entries", len(removed))
     return removed
+
+
+@shared_task(name="llmweb.catalog.tasks.reap_lost_work")
+def reap_lost_catalog_work_task() -> dict[str, list[int]]:
+    """Requeue datasets and model arrivals whose task was lost (llmweb/catalog/services/liveness.py)."""
+    from llmweb.catalog.services.liveness import catalog_requeue_lost
+
+    return catalog_requeue_lost()

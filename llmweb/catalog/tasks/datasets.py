@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 from celery import shared_task
 
-from jobs.engine.schemas import SCHEMAS
+from jobs.engine.schemas import LM_TASKS, SCHEMAS
+from llmweb.catalog import sniff
 from llmweb.catalog.models import Dataset, DatasetStatus
 from llmweb.catalog.services import datasets as services
+from llmweb.catalog.services.liveness import dataset_claim, heartbeat
 from llmweb.core.running import run_guarded
 
 log = logging.getLogger(__name__)
 
-__all__ = ["process_dataset_task"]
+__all__ = ["clean_dataset_task", "process_dataset_task"]
 
 # Where each engine phase starts and ends on the bar; shares measured on a 50 MB JSONL
 # with bench/upload.py (reading 22%, splitting 48%, stats 8%, saving 17%).
@@ -109,7 +113,9 @@ def _expected_rows(dataset: Dataset) -> int | None:
     return max(1, int(dataset.size_bytes * lines / len(head)))
 
 
-def _complete_mapping(dataset: Dataset, work_dir) -> dict[str, str] | None:
+def _complete_mapping(
+    dataset: Dataset, work_dir, *, source: Path, fmt: str | None, encoding: str | None
+) -> dict[str, str] | None:
     """A partial mapping from the form gets the suggested columns for the slots left open."""
     from jobs.engine.data import inspect_file, suggest_mapping
 
@@ -118,7 +124,11 @@ def _complete_mapping(dataset: Dataset, work_dir) -> dict[str, str] | None:
     if not mapping or all(mapping.get(c) for c in wanted):
         return mapping or None
     info = inspect_file(
-        dataset.upload_path, encoding=dataset.claimed_encoding or None, work_dir=work_dir
+        source,
+        fmt=fmt,
+        encoding=encoding,
+        has_header=(dataset.read_options or {}).get("has_header"),
+        work_dir=work_dir,
     )
     suggested = suggest_mapping(dataset.schema, info.columns, info.sample)
     for canon in wanted:
@@ -176,16 +186,19 @@ def add_token_lengths(processed_dir, stats: dict[str, Any]) -> None:
     stats["tokenizer"] = "all-MiniLM-L6-v2"
 
 
-def _claim(dataset_id: int, redelivered: bool) -> Dataset | None:
-    statuses = [DatasetStatus.UPLOADED] + ([DatasetStatus.PROCESSING] if redelivered else [])
-    claimed = Dataset.objects.filter(pk=dataset_id, status__in=statuses).update(
-        status=DatasetStatus.PROCESSING,
-        progress=0.0,
-        progress_message="Starting",
-    )
-    if not claimed:
-        return None  # deleted, or a duplicate delivery of work already done
-    return Dataset.objects.select_related("team").get(pk=dataset_id)
+def _claim(dataset_id: int) -> Dataset | None:
+    if not dataset_claim(dataset_id=dataset_id):
+        return None  # deleted, held by a live worker, or a duplicate delivery of work done
+    dataset = Dataset.objects.select_related("team").get(pk=dataset_id)
+    # A try that was lost mid-way (killed worker) may have left part of the output and its
+    # dot-named staging folders; we hold the claim, so nobody else is using them.
+    shutil.rmtree(dataset.processed_dir, ignore_errors=True)
+    for entry in dataset.storage_dir.glob(".*"):
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    return dataset
 
 
 @shared_task(bind=True, name="llmweb.catalog.tasks.process_dataset", queue="default")
@@ -193,19 +206,31 @@ def process_dataset_task(self, dataset_id: int) -> str:
     """Parse, validate, split and describe an uploaded dataset; see the module docstring."""
     from jobs.engine.data import ProcessConfig, process_dataset
 
-    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-    dataset = _claim(dataset_id, redelivered)
+    dataset = _claim(dataset_id)
     if dataset is None:
         return "skipped"
     reporter = RowReporter(dataset.pk, expected_rows=_expected_rows(dataset))
+    work_dir = dataset.storage_dir / "work"
 
     def work() -> dict:
+        source, fmt, encoding, plan = sniff.readable_source(
+            dataset.upload_path,
+            filename=dataset.original_filename,
+            options=dataset.read_options or {},
+            encoding=dataset.claimed_encoding or None,
+            work=work_dir,
+            prefer_text=dataset.schema in LM_TASKS,
+        )
         config = ProcessConfig(
-            source=dataset.upload_path,
+            source=source,
             out_dir=dataset.processed_dir,
             schema=dataset.schema,
-            encoding=dataset.claimed_encoding or None,
-            mapping=_complete_mapping(dataset, dataset.storage_dir),
+            fmt=fmt,
+            encoding=encoding,
+            has_header=(dataset.read_options or {}).get("has_header"),
+            mapping=_complete_mapping(
+                dataset, dataset.storage_dir, source=source, fmt=fmt, encoding=encoding
+            ),
             split_ratios=tuple(dataset.split_ratios or services.DEFAULT_RATIOS),
             seed=dataset.seed,
             stratify=dataset.stratify,
@@ -214,6 +239,10 @@ def process_dataset_task(self, dataset_id: int) -> str:
             work_dir=dataset.storage_dir,
         )
         result = process_dataset(config, reporter).as_dict()
+        shutil.rmtree(work_dir, ignore_errors=True)
+        result["delimiter"] = plan.delimiter or {"tsv": "tab", "csv": "comma"}.get(
+            result.get("format") or ""
+        )
         reporter.write(PHASE_START["tokens"], "Counting tokens")
         add_token_lengths(dataset.processed_dir, result["stats"])
         return result
@@ -225,11 +254,139 @@ def process_dataset_task(self, dataset_id: int) -> str:
     def failed(error: dict, traceback: str) -> None:
         services.dataset_mark_failed(dataset_id=dataset_id, error=error)
 
-    ran = run_guarded(work, what="Processing", on_failed=failed, on_cancelled=cancelled)
+    with heartbeat(dataset):
+        ran = run_guarded(work, what="Processing", on_failed=failed, on_cancelled=cancelled)
     if ran.state != "succeeded":
         return ran.state
     result = ran.value
     if services.dataset_mark_ready(dataset_id=dataset_id, result=result) is None:
         dataset.delete_files()  # deleted while we worked
+        return "gone"
+    return "ready"
+
+
+def clean_splits(dsd: Any, schema: str) -> tuple[Any, dict[str, int], dict[str, int]]:
+    """``(cleaned DatasetDict, exact duplicates dropped per split, leaked rows removed per
+    evaluation split)``.
+
+    Rows are judged with the hashes the quality report uses: its accumulator
+    (``jobs.engine.data.stats.StatsAccumulator``) hashes each batch it is given, a whole
+    row for exact duplicates and the normalized model inputs for leakage, and those
+    hashes are read back per batch. The first occurrence stays, train read first.
+    """
+    from datasets import DatasetDict
+
+    from jobs.engine.data.stats import StatsAccumulator
+
+    labels = None
+    first = dsd[next(iter(dsd))]
+    if "label" in first.features and hasattr(first.features["label"], "names"):
+        labels = list(first.features["label"].names)
+    accumulator = StatsAccumulator(schema, labels)
+
+    def hashes(split: str, batch):
+        state = accumulator.start(split)
+        accumulator.add(split, batch)
+        return state.row_hashes[-1], state.input_hashes[-1]
+
+    order = [s for s in ("train", "validation", "test") if s in dsd] + [
+        s for s in dsd if s not in ("train", "validation", "test")
+    ]
+    seen_rows: set[int] = set()
+    train_inputs: set[int] = set()
+    dropped: dict[str, int] = {}
+    leaked: dict[str, int] = {}
+    out = {}
+    for split in order:
+        ds = dsd[split]
+        keep: list[int] = []
+        offset = 0
+        for batch in ds.with_format("arrow").iter(batch_size=10_000):
+            if batch.num_rows == 0:
+                continue
+            rows, inputs = hashes(split, batch)
+            for i in range(batch.num_rows):
+                r, x = int(rows[i]), int(inputs[i])
+                if r in seen_rows:
+                    dropped[split] = dropped.get(split, 0) + 1
+                    continue
+                seen_rows.add(r)
+                if split != "train" and x in train_inputs:
+                    leaked[split] = leaked.get(split, 0) + 1
+                    continue
+                if split == "train":
+                    train_inputs.add(x)
+                keep.append(offset + i)
+            offset += batch.num_rows
+        out[split] = ds.select(keep) if len(keep) != len(ds) else ds
+    return DatasetDict(out), dropped, leaked
+
+
+def _clean_note(source: Dataset, dropped: dict[str, int], leaked: dict[str, int]) -> str:
+    parts = []
+    if sum(dropped.values()):
+        where = ", ".join(f"{n:,} from {s}" for s, n in dropped.items())
+        parts.append(f"dropped {sum(dropped.values()):,} exact duplicate rows ({where})")
+    if sum(leaked.values()):
+        where = " and ".join(f"{n:,} {s}" for s, n in leaked.items())
+        parts.append(f"removed {where} rows whose input is also in train")
+    return f"Clean version of {source}: " + ("; ".join(parts) or "nothing needed removing") + "."
+
+
+@shared_task(bind=True, name="llmweb.catalog.tasks.clean_dataset", queue="default")
+def clean_dataset_task(self, dataset_id: int) -> str:
+    """Write a clean version's splits from its source's processed splits; see
+    ``services.datasets.dataset_clean_version_create``."""
+    from datasets import load_from_disk
+
+    from jobs.engine.data import compute_stats, stats_warnings
+
+    dataset = _claim(dataset_id)
+    if dataset is None:
+        return "skipped"
+    source = Dataset.objects.filter(pk=dataset.derived_from_id, status=DatasetStatus.READY).first()
+    if source is None:
+        services.dataset_mark_failed(
+            dataset_id=dataset_id,
+            error={"code": "source_gone", "message": "The source dataset is gone or not ready."},
+        )
+        return "failed"
+    reporter = RowReporter(dataset.pk, expected_rows=None)
+
+    def work() -> tuple[Any, dict[str, int], dict[str, int], dict[str, Any]]:
+        reporter.write(0.1, f"Reading {source}")
+        dsd, dropped, leaked = clean_splits(
+            load_from_disk(str(source.processed_dir), keep_in_memory=False), dataset.schema
+        )
+        reporter.write(0.5, "Saving the clean splits")
+        dataset.processed_dir.parent.mkdir(parents=True, exist_ok=True)
+        dsd.save_to_disk(str(dataset.processed_dir))
+        stats = compute_stats(dsd, dataset.schema)
+        add_token_lengths(dataset.processed_dir, stats)
+        return dsd, dropped, leaked, stats
+
+    def failed(error: dict, traceback: str) -> None:
+        services.dataset_mark_failed(dataset_id=dataset_id, error=error)
+
+    with heartbeat(dataset):
+        ran = run_guarded(work, what="Cleaning", on_failed=failed)
+    if ran.state != "succeeded":
+        return ran.state
+    dsd, dropped, leaked, stats = ran.value
+    result = {
+        "format": source.format,
+        "encoding": source.encoding,
+        "mapping": source.mapping,
+        "num_rows": {split: len(ds) for split, ds in dsd.items()},
+        "label_names": source.label_names,
+        "stats": stats,
+        "warnings": stats_warnings(stats),
+        "columns": (source.stats or {}).get("source", {}).get("columns") or [],
+        "has_header": (source.stats or {}).get("source", {}).get("has_header"),
+        "delimiter": (source.stats or {}).get("source", {}).get("delimiter"),
+        "lineage_note": _clean_note(source, dropped, leaked),
+    }
+    if services.dataset_mark_ready(dataset_id=dataset_id, result=result) is None:
+        dataset.delete_files()
         return "gone"
     return "ready"

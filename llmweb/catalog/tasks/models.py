@@ -16,9 +16,11 @@ from typing import Any
 from celery import shared_task
 from django.conf import settings
 
+from jobs.engine.base import EngineError
 from jobs.engine.schemas import TEXT_COLUMNS
-from llmweb.catalog.models import Dataset, ModelStatus, RegisteredModel
+from llmweb.catalog.models import Dataset, RegisteredModel
 from llmweb.catalog.services import models as services
+from llmweb.catalog.services.liveness import heartbeat, model_claim
 from llmweb.core.running import run_guarded
 
 log = logging.getLogger(__name__)
@@ -27,9 +29,12 @@ __all__ = ["model_build_preset_task", "model_download_hub_task", "model_validate
 
 
 def _pending(model_id: int) -> RegisteredModel | None:
+    if not model_claim(model_id=model_id):
+        return None  # deleted, held by a live worker, or a duplicate delivery of finished work
     model = RegisteredModel.objects.select_related("team").filter(pk=model_id).first()
-    if model is None or model.status != ModelStatus.PENDING:
-        return None  # deleted, or a duplicate delivery of finished work
+    if model is not None:
+        # A try that was lost mid-way (killed worker) may have left part of the output.
+        shutil.rmtree(model.artifact_dir, ignore_errors=True)
     return model
 
 
@@ -49,7 +54,8 @@ def _run(model: RegisteredModel, work: Callable[[], tuple[Any, str | None]]) -> 
         shutil.rmtree(folder, ignore_errors=True)
         services.model_mark_failed(model_id=model.pk, error=error)
 
-    ran = run_guarded(work, what="Processing", on_failed=failed)
+    with heartbeat(model):
+        ran = run_guarded(work, what="Processing", on_failed=failed)
     if ran.state != "succeeded":
         return ran.state
     info, card = ran.value
@@ -62,7 +68,6 @@ def _run(model: RegisteredModel, work: Callable[[], tuple[Any, str | None]]) -> 
 @shared_task(name="llmweb.catalog.tasks.validate_model_upload")
 def model_validate_upload_task(model_id: int) -> str:
     """Unpack the stored archive into ``artifact/``, prove the model loads, describe it."""
-    from jobs.engine.base import EngineError
     from jobs.engine.models import model_card_markdown, unpack_and_validate_upload
 
     model = _pending(model_id)
@@ -89,8 +94,6 @@ def dataset_texts(dataset: Dataset) -> Iterator[str]:
     """Every text of the processed train split, streamed in batches from Arrow."""
     from datasets import load_from_disk
 
-    from jobs.engine.base import EngineError
-
     try:
         split = load_from_disk(str(dataset.processed_dir))["train"]
     except (FileNotFoundError, KeyError) as e:
@@ -111,7 +114,6 @@ def dataset_texts(dataset: Dataset) -> Iterator[str]:
 @shared_task(name="llmweb.catalog.tasks.build_preset_model")
 def model_build_preset_task(model_id: int) -> str:
     """Train the tokenizer (or copy one) and write the randomly initialised preset."""
-    from jobs.engine.base import EngineError
     from jobs.engine.models import create_preset_model
 
     model = _pending(model_id)

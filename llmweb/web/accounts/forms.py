@@ -4,6 +4,7 @@ from django import forms
 from django.contrib.auth.forms import UserCreationForm
 
 from llmweb.accounts.models import Role
+from llmweb.accounts.usernames import username_clean
 
 
 class SignUpForm(UserCreationForm):
@@ -11,6 +12,10 @@ class SignUpForm(UserCreationForm):
 
     class Meta(UserCreationForm.Meta):
         fields = ["username", "email"]
+
+    def clean_username(self) -> str:
+        # Invites go by username: refuse names that pass for another (accounts/usernames.py).
+        return username_clean(super().clean_username())
 
 
 class TeamForm(forms.Form):

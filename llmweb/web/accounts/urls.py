@@ -11,8 +11,8 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("teams/", views.team_list, name="teams"),
     path("teams/switch/", views.team_switch, name="team-switch"),
-    path("teams/<int:team_id>/", views.team_detail, name="team-detail"),
-    path("teams/<int:team_id>/members/<int:user_id>/", views.member_role, name="member-role"),
+    path("teams/<id:team_id>/", views.team_detail, name="team-detail"),
+    path("teams/<id:team_id>/members/<id:user_id>/", views.member_role, name="member-role"),
     path("settings/tokens/", views.tokens, name="tokens"),
-    path("settings/tokens/<int:token_id>/revoke/", views.token_revoke, name="token-revoke"),
+    path("settings/tokens/<id:token_id>/revoke/", views.token_revoke, name="token-revoke"),
 ]

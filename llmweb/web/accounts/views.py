@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -12,6 +13,7 @@ from django.views.decorators.http import require_POST
 from llmweb.accounts import selectors, services
 from llmweb.accounts.middleware import SESSION_KEY
 from llmweb.core.errors import DomainError
+from llmweb.core.ratelimit import client_ip, rate_limit_hit
 from llmweb.web.accounts import forms
 from llmweb.web.common import form_error
 
@@ -20,6 +22,17 @@ def signup(request):
     if request.user.is_authenticated:
         return redirect("home")
     form = forms.SignUpForm(request.POST or None)
+    if request.method == "POST" and (
+        wait := rate_limit_hit(
+            f"signup:{client_ip(request)}", limit=settings.LLMWEB_SIGNUPS_PER_HOUR, window=3600
+        )
+    ):
+        message = f"Too many sign-ups from your address; try again in {wait // 60 + 1} minutes."
+        response = render(
+            request, "registration/signup.html", {"form": form, "lockout": message}, status=429
+        )
+        response["Retry-After"] = str(wait)
+        return response
     if request.method == "POST" and form.is_valid():
         user = form.save()
         team = services.user_signup_setup(user=user)

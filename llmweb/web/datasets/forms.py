@@ -5,13 +5,20 @@ from __future__ import annotations
 from django import forms
 
 from llmweb.catalog.models import Schema
-from llmweb.catalog.services.datasets import ENCODINGS, EXTENSIONS, TXT_MODES
+from llmweb.catalog.services.datasets import (
+    DELIMITER_CHOICES,
+    ENCODINGS,
+    FORMATS,
+    HEADER_CHOICES,
+    TXT_MODES,
+)
 
 
 class DatasetUploadForm(forms.Form):
     file = forms.FileField(
-        help_text="CSV, TSV, JSON (array of objects), JSONL, Parquet, TXT, or a .zip holding one.",
-        widget=forms.ClearableFileInput(attrs={"accept": ",".join(EXTENSIONS)}),
+        help_text="CSV, TSV, JSON (array of objects), JSONL, Parquet, TXT, .dat or a .zip holding "
+        "one. A .txt, .dat or extension-less file is read by its content (tab, comma, "
+        "semicolon or | separated, JSON, or plain text).",
     )
     name = forms.CharField(
         max_length=100,
@@ -48,4 +55,14 @@ class DatasetUploadForm(forms.Form):
         choices=list(TXT_MODES.items()),
         label="Plain-text files",
         help_text="For .txt uploads: one example per line, or one corpus cut into blocks.",
+    )
+    format = forms.ChoiceField(
+        choices=list(FORMATS.items()),
+        required=False,
+        label="Format",
+        help_text="Leave on detect unless the preview reads the file wrong.",
+    )
+    delimiter = forms.ChoiceField(choices=list(DELIMITER_CHOICES.items()), required=False)
+    has_header = forms.ChoiceField(
+        choices=list(HEADER_CHOICES.items()), required=False, label="Header row"
     )

@@ -68,6 +68,9 @@ def dataset_new(request):
                 stratify=bool(d.get("stratify")),
                 encoding=d.get("encoding") or "",
                 txt_mode=d.get("txt_mode") or "lines",
+                fmt=d.get("format") or None,
+                delimiter=d.get("delimiter") or None,
+                has_header=d.get("has_header") or None,
             )
         except DomainError as exc:
             form_error(form, exc)
@@ -126,6 +129,8 @@ def dataset_detail(request, dataset_id: int):
         "datasets/detail.html",
         {
             "dataset": dataset,
+            "status_message": selectors.catalog_waiting_message(dataset)
+            or dataset.progress_message,
             "stats": stats,
             "splits": SPLITS,
             "total_rows": sum((dataset.num_rows or {}).values()),
@@ -135,6 +140,13 @@ def dataset_detail(request, dataset_id: int):
             "overlap": sorted((stats.get("overlap") or {}).items()),
             "row_errors": (dataset.error or {}).get("details") or stats.get("row_errors") or [],
             "can_write": can_write(user=request.user, team=dataset.team),
+            "used_by": selectors.job_refs(selectors.jobs_using(dataset=dataset)),
+            "can_clean": dataset.status == DatasetStatus.READY
+            and can_write(user=request.user, team=dataset.team)
+            and bool(
+                stats.get("exact_duplicates")
+                or any((ov or {}).get("rows") for ov in (stats.get("overlap") or {}).values())
+            ),
         },
     )
 
@@ -144,9 +156,24 @@ def dataset_detail(request, dataset_id: int):
 def dataset_delete(request, dataset_id: int):
     dataset = selectors.dataset_get_for_user(user=request.user, dataset_id=dataset_id)
     try:
-        services.dataset_delete(user=request.user, dataset=dataset)
+        services.dataset_delete(
+            user=request.user, dataset=dataset, delete_jobs=request.POST.get("delete_jobs") == "1"
+        )
     except DomainError as exc:
         messages.error(request, exc.message)
         return redirect("dataset-page", dataset_id=dataset.pk)
     messages.success(request, f"{dataset} was deleted.")
     return redirect("datasets")
+
+
+@login_required
+@require_POST
+def dataset_clean(request, dataset_id: int):
+    dataset = selectors.dataset_get_for_user(user=request.user, dataset_id=dataset_id)
+    try:
+        clean = services.dataset_clean_version_create(user=request.user, dataset=dataset)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect("dataset-page", dataset_id=dataset.pk)
+    messages.success(request, f"Making {clean}, a clean version of {dataset}.")
+    return redirect("dataset-page", dataset_id=clean.pk)

@@ -16,8 +16,12 @@ from llmweb.web.jobs.views import (
 urlpatterns = [
     path("", job_list, name="jobs"),
     path("new/", job_new, name="job-new"),
-    path("<int:job_id>/", job_detail, name="job-page"),
-    path("<int:job_id>/edit/", job_edit, name="job-edit"),
-    path("<int:job_id>/delete/", job_delete, name="job-delete"),
-    re_path(r"^(?P<job_id>\d+)/(?P<action>cancel|retry|resume)/$", job_control, name="job-control"),
+    path("<id:job_id>/", job_detail, name="job-page"),
+    path("<id:job_id>/edit/", job_edit, name="job-edit"),
+    path("<id:job_id>/delete/", job_delete, name="job-delete"),
+    re_path(
+        r"^(?P<job_id>[0-9]{1,18})/(?P<action>cancel|retry|resume)/$",
+        job_control,
+        name="job-control",
+    ),
 ]

@@ -11,7 +11,7 @@ urlpatterns = [
     path("new/preset/", views.model_new_preset, name="models-new-preset"),
     path("new/upload/", views.model_new_upload, name="models-new-upload"),
     path("new/hub/", views.model_new_hub, name="models-new-hub"),
-    path("<int:model_id>/", views.model_detail, name="model-page"),
-    path("<int:model_id>/card/", views.model_card, name="model-page-card"),
-    path("<int:model_id>/delete/", views.model_delete, name="model-page-delete"),
+    path("<id:model_id>/", views.model_detail, name="model-page"),
+    path("<id:model_id>/card/", views.model_card, name="model-page-card"),
+    path("<id:model_id>/delete/", views.model_delete, name="model-page-delete"),
 ]

@@ -20,13 +20,20 @@ from jobs.engine.models.card import human_count
 from jobs.engine.presets import list_presets
 from llmweb.accounts.selectors import can_write
 from llmweb.catalog import selectors
-from llmweb.catalog.model_selectors import metric_names, model_lineage, model_list_filtered
+from llmweb.catalog.model_selectors import (
+    metric_names,
+    model_lineage,
+    model_list_filtered,
+    model_usable_for,
+)
 from llmweb.catalog.models import ModelSource, ModelTask
 from llmweb.catalog.services import models as services
 from llmweb.catalog.services.model_facts import preset_param_count_exact
 from llmweb.core.errors import DomainError
+from llmweb.evaluations.selectors import evaluation_list_for_user
 from llmweb.web.common import form_error, team_or_404
 from llmweb.web.models import forms
+from llmweb.web.models.metrics import metrics_view
 from llmweb.web.models.report import report_rows, smaller_links
 
 SORTS = [
@@ -87,10 +94,15 @@ def model_detail(request, model_id: int):
         "models/detail.html",
         {
             "model": model,
+            "waiting": selectors.catalog_waiting_message(model),
             "card_html": render_card(model.card),
             "card_form": forms.CardForm(initial={"card": model.card}),
             "lineage": lineage,
             "lineage_svg": lineage_svg(lineage),
+            "metrics": metrics_view(model.metrics),
+            "usable_for": model_usable_for(model=model),
+            "used_by": selectors.job_refs(selectors.jobs_using(model=model)),
+            "evaluations": evaluation_list_for_user(user=request.user, model=model)[:50],
             "report_rows": report_rows(model.report),
             "smaller_links": smaller_links(model),
             "config_rows": sorted((model.config_summary or {}).items()),
@@ -126,7 +138,9 @@ def model_card(request, model_id: int):
 def model_delete(request, model_id: int):
     model = selectors.model_get_for_user(user=request.user, model_id=model_id)
     try:
-        services.model_delete(user=request.user, model=model)
+        services.model_delete(
+            user=request.user, model=model, delete_jobs=request.POST.get("delete_jobs") == "1"
+        )
     except DomainError as exc:
         messages.error(request, exc.message)
         return redirect("model-page", model_id=model.pk)

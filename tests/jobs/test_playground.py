@@ -1,0 +1,304 @@
+"""Playground streaming through every real part: websocket → ASGI server → Redis queue →
+threaded Celery worker → channel layer → websocket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+
+import pytest
+import websockets
+from django.conf import settings
+from websockets.exceptions import ConnectionClosed
+
+from tests.support import PLAYGROUND_STALL_SECONDS as STALL_SECONDS
+from tests.support import wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+LONG = {"max_new_tokens": 4000, "ignore_eos": True, "top_logprobs": 2}
+
+
+def _login(client, user) -> str:
+    client.force_login(user)
+    return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+def _connect(server, cookie):
+    return websockets.connect(
+        server.url.replace("http", "ws") + "/ws/playground/",
+        additional_headers={"Cookie": f"sessionid={cookie}", "Origin": server.url},
+        max_size=None,
+    )
+
+
+async def _next(ws, timeout=60.0):
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def _until(ws, pred, timeout=60.0):
+    seen = []
+    while True:
+        msg = await _next(ws, timeout)
+        seen.append(msg)
+        if pred(msg):
+            return seen
+
+
+def _done(rid):
+    return lambda m: m.get("id") == rid and m["type"] in ("done", "error")
+
+
+def test_tokens_arrive_in_order_with_timings(
+    playground_server, inference_worker, client, alice, long_model
+):
+    cookie = _login(client, alice)
+
+    async def go():
+        async with _connect(playground_server, cookie) as ws:
+            assert (await _next(ws))["type"] == "hello"
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "generate",
+                        "id": "a",
+                        "model": long_model.id,
+                        "prompt": "the quick brown fox",
+                        "params": {"max_new_tokens": 30, "ignore_eos": True, "seed": 3},
+                    }
+                )
+            )
+            return await _until(ws, _done("a"))
+
+    events = asyncio.run(go())
+    kinds = [e["type"] for e in events]
+    assert kinds[:3] == ["queued", "started", "model"], events[:3]
+    tokens = [e for e in events if e["type"] == "token"]
+    assert [t["index"] for t in tokens] == list(range(30))
+    assert all(len(t["top_logprobs"]) == 5 for t in tokens)
+    done = events[-1]
+    assert done["type"] == "done" and done["finish_reason"] == "length"
+    assert done["completion_tokens"] == 30
+    assert done["ttft"] > 0 and done["tokens_per_second"] > 0
+    assert "".join(t["text"] for t in tokens) == done["text"]
+
+
+def test_stop_ends_the_generation_in_the_worker(
+    playground_server, inference_worker, client, alice, long_model
+):
+    cookie = _login(client, alice)
+
+    async def go():
+        async with _connect(playground_server, cookie) as ws:
+            await _next(ws)
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "generate",
+                        "id": "s",
+                        "model": long_model.id,
+                        "prompt": "the",
+                        "params": LONG,
+                    }
+                )
+            )
+            before = await _until(ws, lambda m: m["type"] == "token" and m["index"] >= 10)
+            await ws.send(json.dumps({"type": "stop", "id": "s"}))
+            after = await _until(ws, _done("s"), timeout=STALL_SECONDS + 5)
+            # The socket stays usable, and nothing more arrives for the stopped request.
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "generate",
+                        "id": "t",
+                        "model": long_model.id,
+                        "prompt": "a",
+                        "params": {"max_new_tokens": 2, "ignore_eos": True},
+                    }
+                )
+            )
+            later = await _until(ws, _done("t"))
+            return before, after, later
+
+    before, after, later = asyncio.run(go())
+    done = after[-1]
+    assert done["type"] == "done" and done["finish_reason"] == "cancelled"
+    streamed = [e for e in before + after if e["type"] == "token"]
+    # The worker's own count: every token it made reached us, and it stopped early.
+    assert done["completion_tokens"] == len(streamed) < LONG["max_new_tokens"]
+    assert not [e for e in later if e.get("id") == "s"]
+    assert later[-1]["type"] == "done"
+    wait_for(lambda: "cancelled after" in inference_worker.output(), timeout=10)
+
+
+def test_a_closed_socket_frees_the_worker(
+    playground_server, inference_worker, client, alice, long_model
+):
+    cookie = _login(client, alice)
+    log_before = inference_worker.output().count("cancelled after")
+
+    async def abandon():
+        async with _connect(playground_server, cookie) as ws:
+            await _next(ws)
+            for rid in ("x", "y"):  # both of the worker's threads
+                await ws.send(
+                    json.dumps(
+                        {
+                            "type": "generate",
+                            "id": rid,
+                            "model": long_model.id,
+                            "prompt": "fox",
+                            "params": LONG,
+                        }
+                    )
+                )
+            await _until(ws, lambda m: m["type"] == "token" and m["id"] == "y")
+
+    asyncio.run(abandon())
+    # Both generations end in the worker (it logs each end with its reason)...
+    wait_for(
+        lambda: inference_worker.output().count("cancelled after") >= log_before + 2,
+        timeout=20,
+        what="the worker to stop both abandoned generations",
+    )
+
+    # ...so a new request starts at once instead of queueing behind them.
+    async def again():
+        async with _connect(playground_server, cookie) as ws:
+            await _next(ws)
+            sent = time.monotonic()
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "generate",
+                        "id": "n",
+                        "model": long_model.id,
+                        "prompt": "a",
+                        "params": {"max_new_tokens": 3},
+                    }
+                )
+            )
+            await _until(ws, lambda m: m["type"] == "started")
+            return time.monotonic() - sent
+
+    # Had they run on, 4000 tokens each would hold both threads for minutes.
+    assert asyncio.run(again()) < 10
+
+
+def test_two_models_stream_side_by_side(
+    playground_server, inference_worker, client, alice, long_model, classifier
+):
+    cookie = _login(client, alice)
+
+    async def go():
+        async with _connect(playground_server, cookie) as ws:
+            await _next(ws)
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "generate",
+                        "id": "g",
+                        "model": long_model.id,
+                        "prompt": "the fox",
+                        "params": {"max_new_tokens": 200, "ignore_eos": True},
+                    }
+                )
+            )
+            await ws.send(
+                json.dumps(
+                    {"type": "generate", "id": "c", "model": "spamfox", "prompt": "free prize"}
+                )
+            )
+            seen = {"g": [], "c": []}
+            while not all(s and s[-1]["type"] in ("done", "error") for s in seen.values()):
+                m = await _next(ws)
+                seen[m["id"]].append(m)
+            return seen
+
+    seen = asyncio.run(go())
+    assert seen["g"][-1].get("completion_tokens") == 200, seen["g"][-1]
+    labels = seen["c"][-1]["labels"]
+    assert {r["label"] for r in labels} == {"ham", "spam"}
+
+
+def test_other_teams_models_and_bad_params_are_refused_per_request(
+    playground_server, inference_worker, client, charlie, charlie_team, long_model
+):
+    cookie = _login(client, charlie)
+
+    async def go():
+        async with _connect(playground_server, cookie) as ws:
+            await _next(ws)
+            await ws.send(
+                json.dumps({"type": "generate", "id": "1", "model": long_model.id, "prompt": "x"})
+            )
+            first = await _next(ws)
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "generate",
+                        "id": "2",
+                        "model": long_model.id,
+                        "prompt": "x",
+                        "params": {"top_p": 7},
+                    }
+                )
+            )
+            return first, await _next(ws)
+
+    first, second = asyncio.run(go())
+    assert first["type"] == "error" and first["code"] == "model_not_found"
+    assert second["type"] == "error"
+
+
+def test_anonymous_and_foreign_origin_sockets_are_refused(playground_server, client, alice):
+    url = playground_server.url.replace("http", "ws") + "/ws/playground/"
+
+    async def refused(headers) -> int:
+        # A denial is accept + close with an application code the page can read
+        # (llmweb/websocket_guard.py).
+        async with websockets.connect(url, additional_headers=headers) as ws:
+            with pytest.raises(ConnectionClosed):
+                await ws.recv()
+            return ws.close_code
+
+    assert asyncio.run(refused({"Origin": playground_server.url})) == 4401
+    client.force_login(alice)
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
+
+    foreign = {"Cookie": f"sessionid={cookie}", "Origin": "https://evil.example"}
+    assert asyncio.run(refused(foreign)) == 4403
+
+
+def test_a_worker_that_dies_mid_stream_gives_an_error_event(
+    playground_server, inference_worker, client, alice, long_model
+):
+    """Last in the module: it kills the module's worker."""
+    cookie = _login(client, alice)
+
+    async def go():
+        async with _connect(playground_server, cookie) as ws:
+            await _next(ws)
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "generate",
+                        "id": "d",
+                        "model": long_model.id,
+                        "prompt": "the",
+                        "params": LONG,
+                    }
+                )
+            )
+            await _until(ws, lambda m: m["type"] == "token" and m["index"] >= 5)
+            inference_worker.kill()
+            killed = time.monotonic()
+            rest = await _until(ws, _done("d"), timeout=STALL_SECONDS + 10)
+            return rest, time.monotonic() - killed
+
+    rest, waited = asyncio.run(go())
+    assert rest[-1]["type"] == "error" and rest[-1]["code"] == "worker_lost", rest[-1]
+    assert re.search("stopped answering", rest[-1]["message"])
+    assert waited < STALL_SECONDS + 3

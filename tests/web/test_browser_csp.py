@@ -1,0 +1,76 @@
+"""The pages work under the real Content-Security-Policy (no Playwright CSP bypass here)."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmweb.accounts import services
+from llmweb.catalog.models import RegisteredModel
+from tests.support import CHROMIUM, CHROMIUM_ARGS
+from tests.support import browser_login as login
+
+pytestmark = [pytest.mark.browser]
+
+PAGES = [
+    "/",
+    "/teams/",
+    "/settings/tokens/",
+    "/datasets/",
+    "/datasets/new/",
+    "/models/",
+    "/models/new/preset/",
+    "/models/new/upload/",
+    "/jobs/",
+    "/jobs/new/",
+    "/playground/",
+    "/api/docs/",
+    "/admin/",
+]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pages_raise_no_csp_violations_and_inline_behaviour_still_works(
+    live_server_proc, alice, team
+):
+    from playwright.sync_api import sync_playwright
+
+    other = services.team_create(owner=alice, name="Second lab")
+    model = RegisteredModel.objects.filter(team=team).first()
+    base = live_server_proc.url
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.set_default_timeout(30_000)
+        problems: list[str] = []
+
+        def on_console(message) -> None:
+            text = message.text
+            if "Content Security Policy" in text or (
+                message.type == "error" and "Failed to load resource" not in text
+            ):
+                problems.append(text)
+
+        page.on("console", on_console)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.on(
+            "response",
+            lambda r: (
+                problems.append(f"{r.status} {r.url}")
+                if r.status >= 400 and not r.url.endswith("/favicon.ico")
+                else None
+            ),
+        )
+        try:
+            login(page, base, "alice")
+            for path in PAGES + ([f"/models/{model.pk}/"] if model else []):
+                page.goto(base + path)
+                page.wait_for_load_state("load")
+            assert problems == [], problems
+            # data-autosubmit replaced an inline onchange: switching team reloads the page.
+            page.goto(base + "/")
+            with page.expect_navigation():
+                page.select_option("#team-switcher", str(other.pk))
+            assert page.input_value("#team-switcher") == str(other.pk)
+            assert problems == [], problems
+        finally:
+            browser.close()
