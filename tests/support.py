@@ -355,7 +355,6 @@ def ws_job_connect(
 # --- browser -------------------------------------------------------------------------------
 
 
-
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

@@ -7,11 +7,10 @@ import re
 
 import pytest
 
-from tests.conftest import make_user
-from tests.jobs.factories import ready_dataset, sms_rows, tiny_classifier
-from tests.web.conftest import login, needs_chromium
+from tests.factories import make_user, ready_dataset, sms_rows, tiny_classifier
+from tests.support import browser_login
 
-pytestmark = [pytest.mark.browser, needs_chromium]
+pytestmark = [pytest.mark.browser]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -26,7 +25,7 @@ def test_make_it_smaller_leads_to_a_report_with_the_ratios(browser_page, live_se
     source.dataset = ready_dataset(team, "classification", rows, name="sms")
     source.save()
     base = live_server_proc.url
-    login(page, base, "grace")
+    browser_login(page, base, "grace")
 
     page.goto(f"{base}/models/{source.pk}/")
     page.click("#make-smaller a[data-kind=compress] button")
