@@ -30,6 +30,21 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 SMS = ROOT / "llmweb" / "catalog" / "samples" / "SMSSpamCollection.tsv"
 
 
+def subsample(data: Path, out: Path, train_rows: int, test_rows: int) -> Path:
+    """The first rows of train and test (already shuffled and stratified by processing)."""
+    from datasets import DatasetDict, load_from_disk
+
+    splits = load_from_disk(str(data))
+    limits = {"train": train_rows, "test": test_rows}
+    DatasetDict(
+        {
+            name: split.select(range(min(limits.get(name) or len(split), len(split))))
+            for name, split in splits.items()
+        }
+    ).save_to_disk(str(out))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60)
@@ -37,6 +52,8 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--train-rows", type=int, default=0, help="0: all (4,457)")
+    parser.add_argument("--test-rows", type=int, default=0, help="0: all (557)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args()
 
@@ -54,6 +71,8 @@ def main() -> None:
     process_dataset(
         ProcessConfig(source=SMS, out_dir=data, schema="classification", seed=42), quiet
     )
+    if args.train_rows or args.test_rows:
+        data = subsample(data, work / "sms-sample", args.train_rows, args.test_rows)
     common = {"max_steps": args.steps, "batch_size": args.batch, "max_length": args.max_length}
     print(f"work: {work}; training {args.steps} steps of {args.batch}", flush=True)
     run_training(

@@ -42,6 +42,7 @@ def test_compress_job_registers_an_int8_model_quantized_from_its_source(worker, 
     assert job.status == "succeeded", (job.error, worker.output()[-3000:])
     model = job.result_model
     assert model.parent_id == source.id and model.lineage_edge == "quantized from"
+    assert model.name == "tiny-clf·compress"
     assert model.dtype == "int8" and model.label_names == ["ham", "spam"]
     assert model.size_bytes < source.size_bytes
     report = model.report

@@ -197,15 +197,20 @@ def _lineage_key(model: RegisteredModel) -> tuple[str | None, str | None]:
     )
 
 
-def job_result_name(job) -> str:
+def job_result_name(job, *, base: RegisteredModel | None = None, by_kind: bool = False) -> str:
     """The name of a job's result model: the job's name, else ``<base>·<dataset>``.
 
     Versions stay within one lineage: a name already used by models from another base
     or dataset gets the dataset appended (or the job id), so fine-tuning twice on
-    unrelated data never makes "v2" of something it does not descend from.
+    unrelated data never makes "v2" of something it does not descend from. ``base`` is
+    the model the edge comes from (a teacher, a source; default the job's base model);
+    ``by_kind`` names the result ``<base>·<job type>`` (a distilled student is not the
+    next version of a fine-tune on the same data).
     """
-    base, dataset = job.base_model, job.dataset
-    default = f"{base.name}·{dataset.name}" if dataset else f"{base.name}·{job.type}"
+    base, dataset = base or job.base_model, job.dataset
+    default = (
+        f"{base.name}·{dataset.name}" if dataset and not by_kind else f"{base.name}·{job.type}"
+    )
     name = (job.name or "").strip()[:80] or default[:80]
     key = (base.name, dataset.name if dataset else None)
     candidates = [name]
@@ -259,7 +264,7 @@ def model_register_from_job(
     model = create_versioned(
         RegisteredModel,
         team=job.team,
-        name=job_result_name(job),
+        name=job_result_name(job, base=base, by_kind=bool(edge) and parent is not None),
         source=ModelSource.JOB,
         status=ModelStatus.PENDING,
         parent=base,

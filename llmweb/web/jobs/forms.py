@@ -71,6 +71,16 @@ class JobForm(forms.Form):
                     self._basic.add(name)
                 if f"p_{name}" not in self.fields:
                     self.fields[f"p_{name}"] = _param_field(name, spec)
+                elif spec.choices and hasattr(self.fields[f"p_{name}"], "choices"):
+                    # Two kinds share a name with different choices (fine-tune's method
+                    # full/lora, compress's dynamic-int8/...): offer all; the chosen kind's
+                    # own table validates the value on submit.
+                    field = self.fields[f"p_{name}"]
+                    known = [value for value, _ in field.choices]
+                    field.choices = [
+                        *field.choices,
+                        *[(c, c) for c in spec.choices if c not in known],
+                    ]
         for name, by_kind in defaults.items():
             self.fields[f"p_{name}"].widget.attrs["data-defaults"] = json.dumps(by_kind)
 

@@ -66,6 +66,16 @@ def _initial_from(request) -> dict:
     for key, value in request.GET.items():
         if key.startswith("p_") and value:
             initial[key] = value
+    # Fields shared by name start with the first kind's default; a link that names the
+    # kind gets that kind's own defaults (compress's method is not fine-tune's "full").
+    try:
+        kind = get_kind(initial["type"]) if initial.get("type") else None
+    except JobError:
+        kind = None
+    if kind is not None:
+        for name, spec in kind.param_table().items():
+            if spec.default is not None:
+                initial.setdefault(f"p_{name}", spec.default)
     return initial
 
 
