@@ -254,6 +254,9 @@ CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Training jobs go to this queue (one worker per GPU consumes it).
 LLMWEB_TRAIN_QUEUE = os.environ.get("LLMWEB_TRAIN_QUEUE", "gpu")
+# Whether the training workers have CUDA GPUs (the web process cannot see them): GPU-only
+# choices such as bitsandbytes quantization are refused up front without it.
+LLMWEB_GPU_WORKERS = envbool("LLMWEB_GPU_WORKERS", False)
 # Each job kind names its queue; jobs.services sends run_job there explicitly.
 CELERY_TASK_ROUTES = {"jobs.tasks.generate": {"queue": "inference"}}
 # Job kinds (the jobs.kinds registry): modules imported for their @register. A deployment
@@ -262,6 +265,8 @@ LLMWEB_JOB_KINDS = [
     "jobs.kinds.finetune",
     "jobs.kinds.pretrain",
     "jobs.kinds.evaluate",
+    "jobs.kinds.compress",
+    "jobs.kinds.distill",
     *[m.strip() for m in os.environ.get("LLMWEB_EXTRA_JOB_KINDS", "").split(",") if m.strip()],
 ]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

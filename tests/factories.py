@@ -202,6 +202,7 @@ def preset_model(team, family: str, texts: list[str], *, name: str | None = None
     record = RegisteredModel.objects.create(
         team=team, name=name or f"{family}-tiny", source="preset", status="pending"
     )
+    record.delete_files()  # a rolled-back test may have left files under this id
     info = create_preset_model(
         family=family, size="tiny", out_dir=record.artifact_dir, texts=texts, vocab_size=800
     )
@@ -210,6 +211,8 @@ def preset_model(team, family: str, texts: list[str], *, name: str | None = None
     record.num_parameters = info.num_parameters
     record.max_length = info.max_length
     record.architecture = info.architecture
+    record.model_type = info.model_type
+    record.tokenizer = info.tokenizer or {}
     record.save()
     return record
 
@@ -546,4 +549,58 @@ def registered_folder(team, folder: Path, *, name: str, task: str):
         team=team, name=name, source="upload", status="ready", task=task
     )
     shutil.copytree(folder, record.artifact_dir)
+    return record
+
+
+def tiny_model_folder(out_dir, family: str, texts: list[str], *, labels=None, seed: int = 0):
+    """A tiny preset written to ``out_dir``; with ``labels`` it is a classifier (random head)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from jobs.engine.models import create_preset_model, load_for_task
+
+    if labels is None:
+        return create_preset_model(
+            family=family, size="tiny", out_dir=out_dir, texts=texts, vocab_size=800, seed=seed
+        )
+    scratch = Path(tempfile.mkdtemp(prefix="tiny-"))
+    try:
+        create_preset_model(
+            family=family,
+            size="tiny",
+            out_dir=scratch / "m",
+            texts=texts,
+            vocab_size=800,
+            seed=seed,
+        )
+        model, tokenizer = load_for_task(scratch / "m", "classification", label_names=labels)
+        model.save_pretrained(str(out_dir))
+        tokenizer.save_pretrained(str(out_dir))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    from jobs.engine.models import inspect_model
+
+    return inspect_model(out_dir)
+
+
+def tiny_classifier(team, texts: list[str], labels: list[str], *, name: str = "tiny-clf"):
+    """A ready tiny BERT classifier record (random weights; a head for ``labels``)."""
+    from llmweb.catalog.models import RegisteredModel
+
+    record = RegisteredModel.objects.create(team=team, name=name, source="preset", status="pending")
+    record.delete_files()  # a rolled-back test may have left files under this id
+    info = tiny_model_folder(record.artifact_dir, "bert", texts, labels=labels)
+    record.task = info.task
+    record.status = "ready"
+    record.num_parameters = info.num_parameters
+    record.size_bytes = info.size_bytes
+    record.dtype = info.dtype
+    record.max_length = info.max_length
+    record.architecture = info.architecture
+    record.model_type = info.model_type
+    record.label_names = info.label_names
+    record.tokenizer = info.tokenizer or {}
+    record.config_summary = dict(info.config)
+    record.save()
     return record

@@ -154,6 +154,9 @@ def evaluate_model(
                 warn_gap=config.slice_warn_gap,
             )
         timing: dict[str, Any] = {}
+        # Loading and scoring set the memory peak; the sampler thread must not compete
+        # with the timed passes (on one CPU thread it shows in the latency).
+        memory.stop()
         if config.measure_speed and rows:
             generates = entry.task in ("causal-lm", "seq2seq")
             timing = speed.measure(

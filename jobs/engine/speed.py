@@ -89,9 +89,14 @@ class MemoryWatch:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop sampling (idempotent): timing must not share the CPU with our sampler."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+            self._thread = None
 
     def result(self) -> dict[str, Any]:
         if self.cuda:

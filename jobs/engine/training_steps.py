@@ -199,6 +199,10 @@ class _Trainer(Trainer):
         return super()._get_train_sampler(train_dataset)
 
 
+# The Trainer other recipes subclass (same sampler); public under this name.
+BucketTrainer = _Trainer
+
+
 def _total_steps(config: TrainConfig, train_rows: int) -> int:
     if config.max_steps > 0:
         return config.max_steps
@@ -213,7 +217,12 @@ def build_trainer(
     tokenized: dict[str, Any],
     labels: list[str] | None,
     reporter: Reporter,
+    *,
+    trainer_class: type[_Trainer] | None = None,
+    extra_args: dict[str, Any] | None = None,
 ) -> tuple[_Trainer, ReporterCallback]:
+    """The recipe's Trainer; other recipes pass a subclass (distillation overrides
+    ``compute_loss``) and extra ``TrainingArguments`` and keep collator and sampler."""
     cuda = torch.cuda.is_available()
     precision = config.resolved_precision()
     if precision == "fp16" and not cuda:
@@ -276,11 +285,12 @@ def build_trainer(
         dataloader_pin_memory=cuda,
         disable_tqdm=True,
         report_to="none",
+        **(extra_args or {}),
     )
     if timed:
         callbacks.append(TimedCheckpointCallback(config.save_minutes * 60))
     callback = ReporterCallback(reporter, samples_per_step=config.batch_size * config.grad_accum)
-    trainer = _Trainer(
+    trainer = (trainer_class or _Trainer)(
         model=model,
         args=args,
         data_collator=make_collator(

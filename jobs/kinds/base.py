@@ -115,6 +115,8 @@ class JobKind:
     engine: ClassVar[str]  # "package.module:function", imported on the worker only
     # What the result is: "model" (a new model with a lineage edge), "evaluation", "none".
     produces: ClassVar[str] = "none"
+    # For kinds that produce a model: the kind of its lineage edge ("fine-tuned from").
+    lineage_edge: ClassVar[str] = ""
 
     # --- the table ------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from jobs.kinds.training import TrainingKind
 @register
 class Finetune(TrainingKind):
     name = "finetune"
+    lineage_edge = "fine-tuned from"
     label = "Fine-tune"
     description = (
         "Train a model further on a dataset of its task: classification, causal LM, "

@@ -9,6 +9,7 @@ from jobs.kinds.training import TrainingKind
 @register
 class Pretrain(TrainingKind):
     name = "pretrain"
+    lineage_edge = "pretrained from"
     label = "Pretrain from scratch"
     description = (
         "Language-model training on raw text: causal LM, masked LM or seq2seq denoising, "

@@ -45,6 +45,13 @@ class TrainingKind(JobKind):
 
     def check(self, *, team: Any, inputs: Inputs, params: dict[str, Any]) -> Checked:
         base_model, dataset = inputs.get("base_model"), inputs.get("dataset")
+        if base_model.dtype == "int8":
+            raise JobError(
+                f"{base_model} is an int8 copy for serving; int8 weights cannot be trained. "
+                "Train the model it was quantized from.",
+                code="quantized_model",
+                param="base_model",
+            )
         task = dataset.schema
         allowed = COMPATIBLE.get(task, ())
         if base_model.task not in allowed:
@@ -168,7 +175,9 @@ class TrainingKind(JobKind):
             "train_runtime": result.train_runtime,
             "global_step": result.global_step,
         }
-        model = model_register_from_job(job=job, output_dir=result.output_dir, metrics=metrics)
+        model = model_register_from_job(
+            job=job, output_dir=result.output_dir, metrics=metrics, edge=self.lineage_edge
+        )
         # The run's own held-out metrics are an evaluation of the new model too, so the
         # model page, comparisons and leaderboards find every number in one place.
         evaluation_record_from_training(

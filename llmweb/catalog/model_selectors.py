@@ -25,6 +25,8 @@ ORDERINGS = (
     "-name",
 )
 MAX_LINEAGE_NODES = 200
+# Models made before edges carried a kind: the job type says which edge it was.
+EDGE_BY_JOB_TYPE = {"finetune": "fine-tuned from", "pretrain": "pretrained from"}
 
 
 def model_usable_for(*, model: RegisteredModel) -> list[str]:
@@ -124,13 +126,15 @@ def _edge(child: RegisteredModel) -> dict[str, Any]:
     job = child.job
     dataset = {"id": ds.pk, "label": f"{ds.name} v{ds.version}"} if ds else None
     job_info = {"id": job.pk, "type": job.type, "label": f"#{job.pk} {job.type}"} if job else None
+    kind = child.lineage_edge or (EDGE_BY_JOB_TYPE.get(job.type, "") if job else "")
     parts = [p["label"] for p in (dataset, job_info) if p]
     return {
         "from": child.parent_id,
         "to": child.pk,
+        "kind": kind,
         "dataset": dataset,
         "job": job_info,
-        "label": " · ".join(parts),
+        "label": " · ".join([kind, *parts] if kind else parts),
     }
 
 

@@ -174,6 +174,11 @@ class RegisteredModel(StoredMixin, models.Model):
     job = models.ForeignKey(
         "jobs.Job", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # The kind of the edge from ``parent``: "fine-tuned from", "distilled from",
+    # "quantized from"... (the job kind that made the model says which).
+    lineage_edge = models.CharField(max_length=40, blank=True)
+    # What a distill or compress job measured: before/after figures and their ratios.
+    report = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # Liveness of the task that processes this record (catalog/services/liveness.py): the claim

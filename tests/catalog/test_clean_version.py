@@ -57,3 +57,27 @@ def test_only_ready_datasets_are_cleaned_and_viewers_cannot(api, alice, team, ch
     accounts.team_invite(by=alice, team=team, username="charlie", role="viewer")
     ready = ready_dataset(team, "classification", _rows(), name="r")
     assert api(charlie).post(f"/api/v1/datasets/{ready.pk}/clean/").status_code == 403
+
+
+def test_a_lost_clean_version_is_sent_again_to_the_clean_task(team, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from llmweb.catalog.services import liveness
+
+    sent: list[tuple[str, int]] = []
+    monkeypatch.setattr(liveness, "_send", lambda path, i, on_error: sent.append((path, i)))
+    source = ready_dataset(team, "classification", _rows(), name="reviews")
+    clean = Dataset.objects.create(
+        team=team,
+        name="reviews",
+        version=2,
+        schema="classification",
+        original_filename=source.original_filename,
+        status="processing",
+        derived_from=source,
+        heartbeat_at=timezone.now() - timedelta(minutes=5),
+    )
+    assert liveness.catalog_requeue_lost()["requeued_datasets"] == [clean.pk]
+    assert sent == [(liveness.CLEAN_TASK, clean.pk)]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.engine.base import EngineError
+from jobs.engine.models.quantized import is_quantized
 
 TASKS = ("classification", "causal-lm", "seq2seq", "masked-lm", "encoder")
 # Models with relative positions (T5) have no hard limit; 512 is what they were trained on.
@@ -363,6 +364,8 @@ def inspect_model(path: str | Path) -> ModelInfo:
             code="no_weights",
         )
     stored, dtype = weights_summary(files)
+    if is_quantized(folder):
+        dtype = "int8"  # the matmul weights; norms and biases stay float
     task = detect_task(config)
     tasks = supported_tasks(config)
     if task not in tasks:

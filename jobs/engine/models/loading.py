@@ -19,6 +19,7 @@ from jobs.engine.models.info import (
     load_config,
     supported_tasks,
 )
+from jobs.engine.models.quantized import is_quantized, load_quantized
 from jobs.engine.presets import get_preset, model_class_for_task, preset_config
 from jobs.engine.schemas import CLASSIFICATION_TASKS
 from jobs.engine.tokenizers_train import train_tokenizer
@@ -169,6 +170,9 @@ def load_model(
         kwargs["ignore_mismatched_sizes"] = labels["ignore_mismatched_sizes"]
     if dtype is not None:
         kwargs["dtype"] = dtype
+    if is_quantized(folder):
+        # int8 weights + scales (a compress job's output): rebuilt module by module.
+        return load_quantized(folder, cls, config)
     if not has_safetensors(folder):
         if not from_scratch:
             raise EngineError(

@@ -49,6 +49,8 @@ MODEL_TASKS = {
     ModelSource.HUB: "llmweb.catalog.tasks.models:model_download_hub_task",
 }
 DATASET_TASK = "llmweb.catalog.tasks.datasets:process_dataset_task"
+# A clean version has no upload; it is made from its source's splits by another task.
+CLEAN_TASK = "llmweb.catalog.tasks.datasets:clean_dataset_task"
 
 
 def _stale_cutoff():
@@ -215,7 +217,7 @@ def catalog_requeue_lost(
                 progress_message=text["retry"][:200],
             )
             _send(
-                DATASET_TASK,
+                CLEAN_TASK if ds.derived_from_id else DATASET_TASK,
                 ds.pk,
                 on_error=lambda exc, i=ds.pk: log.warning("requeue of dataset %s failed", i),
             )

@@ -222,7 +222,13 @@ def job_result_name(job) -> str:
 
 
 def model_register_from_job(
-    *, job, output_dir: str | Path, metrics: dict[str, Any]
+    *,
+    job,
+    output_dir: str | Path,
+    metrics: dict[str, Any],
+    parent: RegisteredModel | None = None,
+    edge: str = "",
+    report: dict[str, Any] | None = None,
 ) -> RegisteredModel:
     """Register a job's output folder as a new ready model with lineage.
 
@@ -234,6 +240,11 @@ def model_register_from_job(
         job: the ``jobs.models.Job`` that succeeded (base_model, dataset, params set).
         output_dir: the HF folder the engine saved.
         metrics: final metrics of the run; stored on the model and in its card.
+        parent: the model the edge comes from (default: the job's base model); a distill
+            job names its teacher, a compress job its source.
+        edge: the kind of that edge ("fine-tuned from", "distilled from",
+            "quantized from"); shown in the lineage graph and the card.
+        report: before/after figures (distill, compress) for the model page.
     """
     from jobs.engine.models import inspect_model
 
@@ -243,7 +254,7 @@ def model_register_from_job(
     if existing is not None:  # a crash half-way through the last attempt
         existing.delete_files()
         existing.delete()
-    base = job.base_model
+    base = parent if parent is not None else job.base_model
     dataset = job.dataset
     model = create_versioned(
         RegisteredModel,
@@ -254,6 +265,8 @@ def model_register_from_job(
         parent=base,
         dataset=dataset,
         job=job,
+        lineage_edge=edge[:40],
+        report=jsonable(report or {}),
         created_by=job.created_by,
     )
     try:
@@ -269,6 +282,7 @@ def model_register_from_job(
             f"v{base.version}"
             + (f" on dataset {dataset.name} v{dataset.version}." if dataset else "."),
             "base_model": f"{base.name} v{base.version}",
+            **({"lineage": f"{edge} {base.name} v{base.version}"} if edge else {}),
             "dataset": f"{dataset.name} v{dataset.version}" if dataset else "none",
             "job": f"#{job.pk} ({job.type})",
             "metrics": clean_metrics,

@@ -341,8 +341,7 @@ def clean_dataset_task(self, dataset_id: int) -> str:
 
     from jobs.engine.data import compute_stats, stats_warnings
 
-    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-    dataset = _claim(dataset_id, redelivered)
+    dataset = _claim(dataset_id)
     if dataset is None:
         return "skipped"
     source = Dataset.objects.filter(pk=dataset.derived_from_id, status=DatasetStatus.READY).first()
@@ -369,7 +368,8 @@ def clean_dataset_task(self, dataset_id: int) -> str:
     def failed(error: dict, traceback: str) -> None:
         services.dataset_mark_failed(dataset_id=dataset_id, error=error)
 
-    ran = run_guarded(work, what="Cleaning", on_failed=failed)
+    with heartbeat(dataset):
+        ran = run_guarded(work, what="Cleaning", on_failed=failed)
     if ran.state != "succeeded":
         return ran.state
     dsd, dropped, leaked, stats = ran.value

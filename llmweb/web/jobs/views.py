@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 
 from jobs import selectors, services
 from jobs.errors import JobError
-from jobs.kinds import get_kind
+from jobs.kinds import all_kinds, get_kind
 from llmweb.accounts.selectors import can_write
 from llmweb.catalog.selectors import dataset_list_for_user, model_list_for_user
 from llmweb.web.jobs.forms import JobForm
@@ -59,6 +59,13 @@ def _initial_from(request) -> dict:
         initial["dataset"] = request.GET["dataset"]
     if request.GET.get("type"):
         initial["type"] = request.GET["type"]
+    # Any kind's input by its name (``?type=compress&source_model=7``: "Make it smaller").
+    for name in {spec.name for kind in all_kinds() for spec in kind.inputs}:
+        if request.GET.get(name):
+            initial[name] = request.GET[name]
+    for key, value in request.GET.items():
+        if key.startswith("p_") and value:
+            initial[key] = value
     return initial
 
 

@@ -34,6 +34,7 @@ from llmweb.evaluations.selectors import evaluation_list_for_user
 from llmweb.web.common import form_error, team_or_404
 from llmweb.web.models import forms
 from llmweb.web.models.metrics import metrics_view
+from llmweb.web.models.report import report_rows, smaller_links
 
 SORTS = [
     ("-created_at", "Newest"),
@@ -102,6 +103,8 @@ def model_detail(request, model_id: int):
             "usable_for": model_usable_for(model=model),
             "used_by": selectors.job_refs(selectors.jobs_using(model=model)),
             "evaluations": evaluation_list_for_user(user=request.user, model=model)[:50],
+            "report_rows": report_rows(model.report),
+            "smaller_links": smaller_links(model),
             "config_rows": sorted((model.config_summary or {}).items()),
             "can_write": can_write(user=request.user, team=model.team),
             "params_display": f"{model.num_parameters:,} ({human_count(model.num_parameters)})"

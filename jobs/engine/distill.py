@@ -1,0 +1,430 @@
+"""Knowledge distillation for classifiers: a smaller student learns the teacher's soft labels.
+
+Reads like the fine-tune recipe it reuses (:mod:`jobs.engine.training_steps`: dynamic
+padding, length-bucketed batches, the reporter callback, checkpoints):
+config -> data -> teacher -> teacher logits (cached per dataset version) -> student ->
+tokenize -> Trainer whose ``compute_loss`` is :func:`kd_kl_loss` -> train -> measure
+teacher and student on the same split -> save. Importing this module does not import
+torch: the web process reads the parameter table.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jobs.engine import params as p
+from jobs.engine.base import Cancelled, EngineError, Reporter
+from jobs.engine.presets import SIZES
+from jobs.engine.schemas import CLASSIFICATION_TASKS
+from jobs.engine.students import STUDENTS
+
+PATH_FIELDS = ("teacher_dir", "data_dir", "output_dir", "checkpoint_dir", "cache_dir")
+
+
+def kd_kl_loss(
+    student_logits: Any,
+    teacher_logits: Any,
+    labels: Any,
+    *,
+    alpha: float = 0.5,
+    temperature: float = 2.0,
+) -> Any:
+    """α·T²·KL(softmax(t/T) ‖ softmax(s/T)) + (1−α)·CE(s, labels).
+
+    Shapes: ``student_logits`` and ``teacher_logits`` (B, C), ``labels`` (B,) class ids.
+    KL is summed over classes and averaged over the batch (``batchmean``, the true KL);
+    T² keeps the soft term's gradients the size of the hard term's as T grows (Hinton et
+    al. 2015). α = 1 is pure distillation, α = 0 plain fine-tuning.
+    """
+    import torch.nn.functional as F  # noqa: N812
+
+    t = temperature
+    soft_student = F.log_softmax(student_logits.float() / t, dim=-1)  # (B, C)
+    soft_teacher = F.log_softmax(teacher_logits.float() / t, dim=-1)  # (B, C)
+    kl = F.kl_div(soft_student, soft_teacher, reduction="batchmean", log_target=True)
+    ce = F.cross_entropy(student_logits.float(), labels)
+    return alpha * t * t * kl + (1.0 - alpha) * ce
+
+
+@dataclass
+class DistillConfig:
+    """One distillation run; the paths, task and labels come from the job."""
+
+    task: str
+    teacher_dir: Path
+    data_dir: Path
+    output_dir: Path
+    checkpoint_dir: Path
+    # Teacher logits are cached here (next to the dataset version) under ``teacher_key``.
+    cache_dir: Path
+    teacher_key: str
+    student_dir: Path | None = None
+    student: str = p.param(
+        "str",
+        "half-layers",
+        "half-layers: the teacher with every other layer, initialised from it (DistilBERT); "
+        "preset: a smaller preset of the teacher's family with its tokenizer; "
+        "model: the student model you chose.",
+        choices=list(STUDENTS),
+        basic=True,
+    )
+    student_preset: str = p.param(
+        "str", "mini", "Preset size when student=preset.", choices=[s for s in SIZES]
+    )
+    teacher_precision: str = p.param(
+        "str",
+        "fp32",
+        "fp32, or bnb-int8 / bnb-nf4 to hold a large teacher in 8 or 4 bits while it labels "
+        "the data (bitsandbytes: CUDA workers only).",
+        choices=["fp32", "bnb-int8", "bnb-nf4"],
+    )
+    temperature: float = p.param(
+        "float",
+        2.0,
+        "Softmax temperature T for the soft labels (higher: softer).",
+        min=0.0,
+        min_exclusive=True,
+        max=50.0,
+        basic=True,
+    )
+    alpha: float = p.param(
+        "float",
+        0.5,
+        "Weight of the distillation term; 1 - alpha weighs cross-entropy on the labels.",
+        min=0.0,
+        max=1.0,
+        basic=True,
+    )
+    epochs: float = p.param(
+        "float", 3.0, "Passes over the training split (ignored if max_steps > 0).",
+        min=0.0, min_exclusive=True, max=1000.0, basic=True,
+    )  # fmt: skip
+    max_steps: int = p.param(
+        "int", -1, "Stop after this many optimizer steps; -1 uses epochs.", min=-1,
+        max=10_000_000, basic=True,
+    )  # fmt: skip
+    learning_rate: float = p.param(
+        "float", 1e-4, "Peak learning rate (AdamW).", min=0.0, min_exclusive=True, max=1.0,
+        basic=True,
+    )  # fmt: skip
+    batch_size: int = p.param("int", 32, "Rows per device step.", min=1, max=4096, basic=True)
+    max_length: int = p.param(
+        "int", 128, "Tokens kept per row (longer rows are truncated).", min=8, max=131_072
+    )
+    warmup_ratio: float = p.param(
+        "float", 0.0, "Fraction of steps spent warming up the learning rate.", min=0.0, max=0.5
+    )
+    weight_decay: float = p.param("float", 0.0, "AdamW weight decay.", min=0.0, max=1.0)
+    seed: int = p.param("int", 42, "Random seed.", min=0, max=2**31 - 1)
+    group_by_length: bool = p.param(
+        "bool", True, "Batch rows of similar length together, in shuffled batch order."
+    )
+    eval_rows: int = p.param(
+        "int", 1000, "Test rows on which teacher and student are compared.", min=8, max=100_000
+    )
+    latency_repeats: int = p.param(
+        "int", 3, "Timed passes per batch size (the median is reported).", min=1, max=50
+    )
+
+    def __post_init__(self) -> None:
+        if self.task not in CLASSIFICATION_TASKS:
+            raise p.invalid(
+                "task",
+                "distillation is built for classification; sequence-level KD for "
+                "causal and seq2seq models is not built yet",
+            )
+        for name in PATH_FIELDS:
+            setattr(self, name, Path(getattr(self, name)))
+        self.student_dir = Path(self.student_dir) if self.student_dir else None
+        p.validate(self)
+
+    def train_config(self, model_dir: Path) -> Any:
+        """The fine-tune recipe's config for the student (same steps, same defaults)."""
+        from jobs.engine.train_config import TrainConfig
+
+        return TrainConfig(
+            job_type="finetune",
+            task=self.task,
+            model_dir=model_dir,
+            data_dir=self.data_dir,
+            output_dir=self.output_dir,
+            checkpoint_dir=self.checkpoint_dir,
+            epochs=self.epochs,
+            max_steps=self.max_steps,
+            learning_rate=self.learning_rate,
+            batch_size=self.batch_size,
+            max_length=self.max_length,
+            warmup_ratio=self.warmup_ratio,
+            weight_decay=self.weight_decay,
+            seed=self.seed,
+            group_by_length=self.group_by_length,
+        )
+
+
+@dataclass
+class DistillResult:
+    output_dir: Path
+    metrics: dict[str, Any]
+    report: dict[str, Any]
+    teacher_logits_cached: bool
+    global_step: int
+    train_runtime: float
+
+
+def teacher_logits_path(config: DistillConfig) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in config.teacher_key)
+    return config.cache_dir / f"teacher-{safe}-len{config.max_length}.safetensors"
+
+
+def teacher_logits(
+    config: DistillConfig, teacher: Any, tokenizer: Any, texts: list[Any], reporter: Reporter
+) -> tuple[Any, bool]:
+    """(N, C) teacher logits for the training rows, and whether they came from the cache.
+
+    Computed once per (dataset version, teacher, max_length) and kept next to the dataset:
+    both are immutable, so a second distillation from the same teacher pays nothing. The
+    file is written to a temporary name and renamed, so a crash never leaves half of it.
+    """
+    from safetensors.torch import load_file, save_file
+
+    from jobs.engine.measure import predict_logits
+
+    path = teacher_logits_path(config)
+    if path.is_file():
+        logits = load_file(str(path))["logits"]
+        if logits.shape[0] == len(texts):
+            reporter.emit("log", message="teacher logits: cached", level="info")
+            return logits, True
+    reporter.emit("phase", name="teacher logits", done=0, total=None)
+    reporter.emit("log", message=f"teacher logits: computing for {len(texts):,} rows", level="info")
+    logits = predict_logits(
+        teacher, tokenizer, texts, batch_size=config.batch_size, max_length=config.max_length
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    save_file({"logits": logits.contiguous()}, str(tmp))
+    os.replace(tmp, path)
+    return logits, False
+
+
+def _texts(split: Any, task: str) -> list[Any]:
+    if task == "classification":
+        return list(split["text"])
+    return list(zip(split["text_a"], split["text_b"], strict=True))
+
+
+def _remap_labels(splits: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """Label ids in the teacher's order (the student inherits the teacher's head)."""
+    from datasets import ClassLabel
+
+    have = list(splits["train"].features["label"].names)
+    if have == names:
+        return splits
+    if sorted(have) != sorted(names):
+        raise EngineError(
+            f"The dataset's labels {have} are not the teacher's {names}.",
+            code="label_mismatch",
+            param="dataset",
+        )
+    order = [names.index(n) for n in have]
+    out = {}
+    for name, split in splits.items():
+        split = split.cast_column("label", ClassLabel(num_classes=len(have)))
+        split = split.map(lambda b: {"label": [order[i] for i in b["label"]]}, batched=True)
+        out[name] = split.cast_column("label", ClassLabel(names=names))
+    return out
+
+
+def _build_student(
+    config: DistillConfig, teacher: Any, scratch: Path, labels: list[str], reporter: Reporter
+) -> tuple[Any, Any, str]:
+    """(student, its tokenizer, a description) for the chosen kind of student."""
+    import torch
+
+    from jobs.engine import students
+    from jobs.engine.models.loading import load_for_task, load_tokenizer
+
+    torch.manual_seed(config.seed)
+    if config.student == "half-layers":
+        student = students.half_layers_student(teacher)
+        tokenizer = load_tokenizer(config.teacher_dir, require_pad=True)
+        kept = students.half_layers_config(teacher.config)[1]
+        return student, tokenizer, f"teacher layers {kept} (every other one)"
+    if config.student == "preset":
+        folder = students.preset_student(
+            teacher_dir=config.teacher_dir,
+            model_type=teacher.config.model_type,
+            size=config.student_preset,
+            out_dir=scratch / "student-init",
+            seed=config.seed,
+        )
+        student, tokenizer = load_for_task(folder, config.task, label_names=labels)
+        family = students.family_of(teacher.config.model_type)
+        return student, tokenizer, f"preset {family}-{config.student_preset}, teacher tokenizer"
+    if config.student_dir is None:
+        raise EngineError(
+            "student=model needs a student model.", code="invalid_param", param="student_model"
+        )
+    student, tokenizer = load_for_task(config.student_dir, config.task, label_names=labels)
+    reporter.emit("log", message=f"student: {config.student_dir.name}", level="info")
+    return student, tokenizer, "an existing model"
+
+
+def _distill_trainer_class(alpha: float, temperature: float) -> type:
+    from jobs.engine.training_steps import BucketTrainer
+
+    class DistillTrainer(BucketTrainer):
+        """The recipe's Trainer (collator, length buckets) with the KD loss.
+
+        Training batches carry ``teacher_logits`` (B, C) from the cache; evaluation
+        batches do not, and fall back to the model's own cross-entropy.
+        """
+
+        def compute_loss(
+            self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, **kw: Any
+        ) -> Any:
+            teacher = inputs.pop("teacher_logits", None)
+            outputs = model(**inputs)
+            if teacher is None:
+                loss = outputs.loss
+            else:
+                loss = kd_kl_loss(
+                    outputs.logits,
+                    teacher.to(outputs.logits.device),
+                    inputs["labels"],
+                    alpha=alpha,
+                    temperature=temperature,
+                )
+            return (loss, outputs) if return_outputs else loss
+
+    return DistillTrainer
+
+
+def run_distill(config: DistillConfig, reporter: Reporter) -> DistillResult:
+    """Distill the teacher in ``config.teacher_dir`` into a student saved at ``output_dir``.
+
+    Raises:
+        Cancelled: the reporter asked to stop (a checkpoint is kept).
+        EngineError: ``student_unsupported`` (no layer stack / preset for the family),
+            ``label_mismatch``, ``empty_dataset`` and the fine-tune recipe's errors.
+    """
+    import tempfile
+
+    import datasets
+    import transformers
+
+    from jobs.engine import training_steps as t
+    from jobs.engine.collate import tokenize_split
+    from jobs.engine.device import device_description
+    from jobs.engine.measure import EvalRows, compare, measure
+    from jobs.engine.models.loading import load_for_task
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    transformers.set_seed(config.seed)
+    log = lambda message: reporter.emit("log", message=message, level="info")  # noqa: E731
+
+    import torch
+
+    from jobs.engine.compress import refuse_bitsandbytes
+
+    refuse_bitsandbytes(
+        config.teacher_precision, cuda=torch.cuda.is_available(), param="teacher_precision"
+    )
+    if config.teacher_precision != "fp32":
+        raise EngineError(
+            "Holding the teacher in bitsandbytes 8/4-bit is not built yet; use fp32.",
+            code="not_built",
+            param="teacher_precision",
+        )
+    teacher, teacher_tok = load_for_task(config.teacher_dir, config.task)
+    teacher = teacher.float().eval()
+    labels = [str(teacher.config.id2label[i]) for i in sorted(teacher.config.id2label)]
+    train_cfg = config.train_config(config.teacher_dir)
+    splits = _remap_labels(t.load_splits(train_cfg), labels)
+    eval_name = next((n for n in ("test", "validation") if n in splits), None)
+    eval_rows = None
+    if eval_name is not None:
+        rows = splits[eval_name].select(range(min(config.eval_rows, len(splits[eval_name]))))
+        eval_rows = EvalRows(texts=_texts(rows, config.task), labels=list(rows["label"]))
+    measuring = {
+        "task": config.task,
+        "rows": eval_rows,
+        "label_names": labels,
+        "max_length": config.max_length,
+        "repeats": config.latency_repeats,
+    }
+    reporter.emit("phase", name="measuring the teacher", done=0, total=None)
+    teacher_figures = measure(teacher, teacher_tok, folder=config.teacher_dir, **measuring)
+    logits, cached = teacher_logits(
+        config, teacher, teacher_tok, _texts(splits["train"], config.task), reporter
+    )
+
+    with tempfile.TemporaryDirectory(prefix="llmweb-distill-") as scratch_name:
+        scratch = Path(scratch_name)
+        student, tokenizer, how = _build_student(config, teacher, scratch, labels, reporter)
+        del teacher
+        student = student.float()
+        n_student = sum(x.numel() for x in student.parameters())
+        log(f"student: {how}, {n_student:,} parameters")
+        tokenized = {
+            name: tokenize_split(
+                split, tokenizer, config.task, config.max_length, str(scratch / f"{name}.arrow")
+            )
+            for name, split in splits.items()
+        }
+        tokenized["train"] = tokenized["train"].add_column("teacher_logits", logits.tolist())
+        trainer, callback = t.build_trainer(
+            train_cfg,
+            student,
+            tokenizer,
+            tokenized,
+            labels,
+            reporter,
+            trainer_class=_distill_trainer_class(config.alpha, config.temperature),
+            # teacher_logits is not a forward() argument; compute_loss takes it out.
+            extra_args={"remove_unused_columns": False},
+        )
+        last = t.last_checkpoint(config.checkpoint_dir)
+        output = trainer.train(resume_from_checkpoint=last)
+        if callback.cancelled:
+            raise Cancelled(f"cancelled at step {trainer.state.global_step}")
+        student = trainer.model.eval()
+        reporter.emit("phase", name="saving", done=0, total=None)
+        config.output_dir.mkdir(parents=True, exist_ok=True)
+        student.save_pretrained(str(config.output_dir))
+        tokenizer.save_pretrained(str(config.output_dir))
+        reporter.emit("phase", name="measuring the student", done=0, total=None)
+        student_figures = measure(student, tokenizer, folder=config.output_dir, **measuring)
+
+    ratios = compare(teacher_figures, student_figures)
+    report = {
+        "kind": "distill",
+        "student": config.student,
+        "student_description": how,
+        "loss": f"{config.alpha}·T²·KL + {1 - config.alpha:g}·CE, T={config.temperature}",
+        "teacher_logits": "cached" if cached else "computed",
+        "device": device_description(),
+        "eval": {"split": eval_name, "rows": len(eval_rows.texts)} if eval_rows else None,
+        "before": teacher_figures,
+        "after": student_figures,
+        "ratios": ratios,
+    }
+    metrics = {k: v for k, v in ratios.items() if v is not None}
+    if student_figures.get("quality"):
+        metrics.update({k: v for k, v in student_figures["quality"].items() if k != "rows"})
+    metrics["teacher_logits_cached"] = cached
+    reporter.emit("metrics", step=trainer.state.global_step, final=True, **metrics)
+    train_metrics = output.metrics
+    return DistillResult(
+        output_dir=config.output_dir,
+        metrics=metrics,
+        report=report,
+        teacher_logits_cached=cached,
+        global_step=trainer.state.global_step,
+        train_runtime=float(train_metrics.get("train_runtime", 0.0)),
+    )

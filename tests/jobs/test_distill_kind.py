@@ -1,0 +1,111 @@
+"""The distill kind: a student "distilled from" its teacher on the real worker, teacher
+logits paid for once per dataset version, and the refusals before any worker time."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs.models import Job
+from llmweb.catalog.model_selectors import model_lineage
+from tests.factories import (
+    bundled_model,
+    preset_model,
+    ready_dataset,
+    sms_rows,
+    tiny_classifier,
+)
+from tests.support import wait_for
+
+FINISHED = ("succeeded", "failed", "cancelled")
+FAST = {"max_steps": 3, "batch_size": 8, "max_length": 32, "latency_repeats": 1, "eval_rows": 16}
+
+
+def wait_status(job_id: int, timeout: float = 300) -> Job:
+    def check():
+        job = Job.objects.get(pk=job_id)
+        return job if job.status in FINISHED else None
+
+    return wait_for(check, timeout=timeout, interval=0.2, what=f"job {job_id} finished")
+
+
+def submit(client, **body):
+    return client.post("/api/v1/jobs/", {"type": "distill", **body}, format="json")
+
+
+@pytest.fixture
+def teacher_and_data(team):
+    rows = sms_rows(60)
+    teacher = tiny_classifier(team, [r["text"] for r in rows], ["ham", "spam"], name="teacher")
+    return teacher, ready_dataset(team, "classification", rows, name="sms")
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_distill_job_makes_a_student_distilled_from_the_teacher_and_reuses_its_logits(
+    worker, api, alice, team, teacher_and_data
+):
+    teacher, sms = teacher_and_data
+    body = {"type": "distill", "teacher_model": teacher.id, "dataset": sms.id, "params": FAST}
+    estimate = api(alice).post("/api/v1/jobs/estimate/", body, format="json").json()["estimate"]
+    assert estimate["student_parameters"] < teacher.num_parameters  # the form shows both
+    assert estimate["speedup_about"] == 2.0
+    r = submit(api(alice), teacher_model=teacher.id, dataset=sms.id, params=FAST)
+    assert r.status_code == 201, r.json()
+    job = wait_status(r.json()["id"])
+    assert job.status == "succeeded", (job.error, worker.output()[-3000:])
+    student = job.result_model
+    assert student.parent_id == teacher.id and student.lineage_edge == "distilled from"
+    assert student.config_summary["num_hidden_layers"] == 1
+    assert student.num_parameters < teacher.num_parameters
+    report = student.report
+    assert report["kind"] == "distill" and report["teacher_logits"] == "computed"
+    assert {"quality_retained", "parameters_ratio", "latency_ratio_b32"} <= set(report["ratios"])
+    assert job.metrics["teacher_logits_cached"] is False
+    edge = next(e for e in model_lineage(model=student)["edges"] if e["to"] == student.id)
+    assert edge["kind"] == "distilled from"
+
+    again = submit(api(alice), teacher_model=teacher.id, dataset=sms.id, params=FAST)
+    second = wait_status(again.json()["id"])
+    assert second.status == "succeeded", second.error
+    assert second.metrics["teacher_logits_cached"] is True
+    assert second.result_model.report["teacher_logits"] == "cached"
+
+
+@pytest.mark.django_db
+def test_a_teacher_without_a_head_is_refused(api, alice, team, teacher_and_data):
+    _, sms = teacher_and_data
+    r = submit(api(alice), teacher_model=bundled_model(team).id, dataset=sms.id, params={})
+    assert r.status_code == 400
+    assert r.json()["param"] == "teacher_model" and "no task head" in r.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_token_level_kd_with_a_student_of_another_tokenizer_is_refused(api, alice, team):
+    texts = [r["text"] for r in sms_rows(40)]
+    teacher = preset_model(team, "gpt2", texts, name="lm-teacher")
+    student = preset_model(team, "gpt2", [t.upper() + " xyz" for t in texts], name="lm-student")
+    assert teacher.tokenizer and teacher.tokenizer != student.tokenizer
+    data = ready_dataset(team, "causal-lm", [{"text": t} for t in texts], name="lm")
+    r = submit(
+        api(alice),
+        teacher_model=teacher.id,
+        dataset=data.id,
+        student_model=student.id,
+        params={"student": "model"},
+    )
+    assert r.status_code == 400
+    assert r.json()["param"] == "student_model" and "tokenizer" in r.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_a_bitsandbytes_teacher_on_cpu_workers_is_refused(api, alice, team, teacher_and_data):
+    teacher, sms = teacher_and_data
+    r = submit(
+        api(alice),
+        teacher_model=teacher.id,
+        dataset=sms.id,
+        params={"teacher_precision": "bnb-nf4"},
+    )
+    assert r.status_code == 400
+    assert r.json()["param"] == "teacher_precision" and "CUDA GPU" in r.json()["detail"]
+    assert not Job.objects.exists()
