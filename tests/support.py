@@ -354,6 +354,8 @@ def ws_job_connect(
 
 # --- browser -------------------------------------------------------------------------------
 
+# The path is decided once, by the skips plugin (which also skips browser tests without it).
+from tests.skips import CHROMIUM  # noqa: E402, F401
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
