@@ -357,6 +357,8 @@ def ws_job_connect(
 # The path is decided once, by the skips plugin (which also skips browser tests without it).
 from tests.skips import CHROMIUM  # noqa: E402, F401
 
+from tests.skips import CHROMIUM  # noqa: E402 - the one path the browser tests drive
+
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

@@ -231,8 +231,13 @@ def _load() -> None:
 
 
 def all_kinds() -> list[JobKind]:
+    """Every kind, in the order of the ``LLMWEB_JOB_KINDS`` setting (not import order: a
+    module imported early by a page must not become the form's default kind)."""
+    from django.conf import settings
+
     _load()
-    return list(_KINDS.values())
+    order = {module: i for i, module in enumerate(getattr(settings, "LLMWEB_JOB_KINDS", ()))}
+    return sorted(_KINDS.values(), key=lambda kind: order.get(type(kind).__module__, len(order)))
 
 
 def get_kind(name: str) -> JobKind:
