@@ -354,10 +354,7 @@ def ws_job_connect(
 
 # --- browser -------------------------------------------------------------------------------
 
-# The path is decided once, by the skips plugin (which also skips browser tests without it).
-from tests.skips import CHROMIUM  # noqa: E402, F401
-
-from tests.skips import CHROMIUM  # noqa: E402 - the one path the browser tests drive
+from tests.skips import CHROMIUM  # noqa: E402, F401 - re-exported: the one path browsers run
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
