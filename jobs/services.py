@@ -1,4 +1,9 @@
-"""The only writers of Job state. Each transition is a conditional UPDATE plus a JobEvent."""
+"""The only writers of Job state. Each transition is a conditional UPDATE plus a JobEvent.
+
+Longer than our ~400-line habit on purpose: every write to a Job row (submit, claim,
+progress, finish, cancel, retry, resume, reap, clone, edit, delete) stays in this one
+module, so "who can change a job's state" has one answer a reviewer can read top to end.
+"""
 
 from __future__ import annotations
 

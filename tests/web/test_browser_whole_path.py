@@ -19,7 +19,7 @@ from tests.support import shared_data, wait_job_status
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_a_new_user_walks_the_whole_path(browser_page, live_server_proc, worker):
     page, base = browser_page, live_server_proc.url
     page.on("dialog", lambda dialog: dialog.accept())  # "Delete job #…?"
@@ -63,7 +63,7 @@ def test_a_new_user_walks_the_whole_path(browser_page, live_server_proc, worker)
     page.click("#launch")
     page.wait_for_url(re.compile(r".*/jobs/\d+/$"))
     first_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
-    assert wait_job_status(first_id).status == "succeeded"
+    assert wait_job_status(first_id, timeout=420).status == "succeeded"
     page.wait_for_function(
         "() => window.jobCharts.loss.data.datasets[0].data.length === 6", timeout=30_000
     )

@@ -1,4 +1,8 @@
-"""Writers of Dataset records: upload, processing outcome, delete.
+"""Writers of Dataset records: upload, processing outcome, clean versions, delete.
+
+Past ~400 lines on purpose: the upload refusals (size, sniffing, mapping, encodings) and
+the failure policy below must be read together, and every write to a Dataset row lives
+here so that policy holds everywhere.
 
 Views, serializers and tasks only translate to these functions. The web process never
 parses an upload: it streams the bytes into the record's folder and a task on queue
