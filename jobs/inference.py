@@ -76,7 +76,12 @@ def serve(message: dict[str, Any]) -> str:
 
 def _run(message: dict[str, Any], stream: ReplyStream) -> dict[str, Any]:
     from jobs.engine.sampling import SamplingParams, check_mode
-    from jobs.engine.serving import attention_map, chat_input_ids, classify, stream_generate
+    from jobs.engine.serving import (
+        attention_map,
+        chat_input_ids,
+        classify_with_attributions,
+        stream_generate,
+    )
 
     info = message["model"]
     cache = model_cache()
@@ -98,11 +103,12 @@ def _run(message: dict[str, Any], stream: ReplyStream) -> dict[str, Any]:
     check_mode(mode, info["task"], has_chat_template=loaded.has_chat_template)
     if mode == "classify":
         start = time.perf_counter()
-        labels = classify(loaded.model, loaded.tokenizer, message.get("prompt") or "")
+        result = classify_with_attributions(loaded, message.get("prompt") or "")
         done = {
             "type": "done",
             "finish_reason": "stop",
-            "labels": labels,
+            "labels": result["labels"],
+            "attributions": result["tokens"],
             "seconds": time.perf_counter() - start,
         }
         stream.send(done)

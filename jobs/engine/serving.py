@@ -498,6 +498,18 @@ def classify(model: Any, tokenizer: Any, text: str | Sequence[str]) -> list[dict
 
 
 MAX_ATTENTION_TOKENS = 128
+# Classifiers whose head reads the last token (the others read the first, like BERT's CLS).
+DECODER_CLASSIFIERS = {
+    "gpt2",
+    "gpt_neo",
+    "gptj",
+    "llama",
+    "mistral",
+    "qwen2",
+    "opt",
+    "phi",
+    "gemma",
+}
 
 
 def attention_map(
@@ -519,7 +531,27 @@ def attention_map(
     ids = tok(text or "", truncation=True, max_length=max_tokens)["input_ids"][:max_tokens]
     if not ids:
         raise EngineError("Type some text to look at.", code="empty_prompt", param="prompt")
-    input_ids = torch.tensor([ids], dtype=torch.long, device=model.device)
+    weights = _attentions(loaded, torch.tensor([ids], dtype=torch.long, device=model.device))
+    quantised = (weights.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    return {
+        "tokens": [_token_str(tok, i) for i in ids],
+        "layers": int(weights.shape[0]),
+        "heads": int(weights.shape[1]),
+        "size": len(ids),
+        "data": base64.b64encode(quantised.tobytes()).decode("ascii"),
+    }
+
+
+def _attentions(loaded: LoadedModel, input_ids: Any) -> Any:
+    """Every layer's attention weights, ``(L, H, T, T)``, from one eager forward pass.
+
+    The fused kernels do not return weights, so this request alone runs eager attention;
+    the model's own implementation is restored after, under the model's lock so two such
+    requests do not interleave.
+    """
+    import torch
+
+    model = loaded.model
     seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
     with loaded.lock:
         previous = getattr(model.config, "_attn_implementation", None) or "sdpa"
@@ -532,12 +564,48 @@ def attention_map(
             model.set_attn_implementation(previous)
     if not out.attentions:
         raise EngineError("This model does not expose attention weights.", code="no_attention")
-    weights = torch.stack([a[0].float() for a in out.attentions])  # (L, H, T, T)
-    quantised = (weights.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    return torch.stack([a[0].float() for a in out.attentions])  # (L, H, T, T)
+
+
+def attention_rollout(weights: Any, position: int) -> list[float]:
+    """How much each input token feeds ``position`` through all layers (Abnar & Zuidema
+    2020): per layer, heads averaged plus the residual (0.5·A + 0.5·I), rows renormalised,
+    multiplied from the first layer up. ``weights`` is ``(L, H, T, T)``; returns ``T``
+    values summing to 1.
+    """
+    import torch
+
+    size = weights.shape[-1]
+    eye = torch.eye(size)
+    rollout = eye
+    for layer in weights.cpu():
+        a = 0.5 * layer.mean(dim=0) + 0.5 * eye  # (T, T)
+        a = a / a.sum(dim=-1, keepdim=True)
+        rollout = a @ rollout
+    row = rollout[position]
+    return [float(v) for v in (row / row.sum()).tolist()]
+
+
+def classify_with_attributions(loaded: LoadedModel, text: str) -> Event:
+    """Label probabilities plus a per-token attribution (attention rollout to the position
+    the classification head reads: the last token for decoder models, the first for
+    encoders): ``{"labels", "tokens": [{"token", "weight"}]}``."""
+    import torch
+
+    model, tok = loaded.model, loaded.tokenizer
+    labels = classify(model, tok, text)
+    ids = tok(text or "", truncation=True, max_length=MAX_ATTENTION_TOKENS)["input_ids"]
+    ids = ids[:MAX_ATTENTION_TOKENS]
+    if not ids:
+        return {"labels": labels, "tokens": []}
+    weights = _attentions(loaded, torch.tensor([ids], dtype=torch.long, device=model.device))
+    decoder = not getattr(model.config, "is_encoder_decoder", False) and (
+        getattr(model.config, "is_decoder", False) or model.config.model_type in DECODER_CLASSIFIERS
+    )
+    share = attention_rollout(weights, len(ids) - 1 if decoder else 0)
     return {
-        "tokens": [_token_str(tok, i) for i in ids],
-        "layers": int(weights.shape[0]),
-        "heads": int(weights.shape[1]),
-        "size": len(ids),
-        "data": base64.b64encode(quantised.tobytes()).decode("ascii"),
+        "labels": labels,
+        "tokens": [
+            {"token": _token_str(tok, i), "weight": w} for i, w in zip(ids, share, strict=True)
+        ],
     }

@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("queues", help="comma-separated queues, e.g. gpu,inference,default")
     parser.add_argument("--concurrency", "-c", type=int, default=1)
     parser.add_argument("--beat", action="store_true", help="also run Celery beat")
+    parser.add_argument(
+        "--pool", "-P", default=None, help="Celery pool; 'threads' for an inference worker"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llmweb.settings")
     import django
@@ -87,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         instance=settings.LLMWEB_INSTANCE,
         concurrency=args.concurrency,
         beat_schedule=Path(settings.VAR_DIR) / "celerybeat-schedule" if args.beat else None,
+        pool=args.pool,
     )
     os.execv(cmd[0], cmd)  # noqa: S606 - our own interpreter and a fixed argv
 

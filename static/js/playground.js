@@ -164,6 +164,7 @@
   function done(id, ev) {
     const run = runs[id];
     if (ev.labels) bars(run.panel, ev.labels);
+    if (ev.attributions) attributions(run.panel, ev.attributions);
     if (ev.attention) heatmap(run.panel, ev.attention);
     if (ev.tokens_per_second) {
       run.panel.querySelector(".pg-tps").textContent = `${ev.tokens_per_second.toFixed(1)} tok/s`;
@@ -198,6 +199,21 @@
       line.querySelector(".pg-bar-fill").style.width = `${pct}%`;
       line.querySelector(".pg-bar-pct").textContent = `${pct}%`;
       box.append(line);
+    }
+  }
+
+  // Which tokens the classifier's decision drew on (attention rollout), as highlighted text.
+  function attributions(panel, tokens) {
+    const box = panel.querySelector(".pg-text");
+    box.innerHTML = "";
+    const top = Math.max(...tokens.map((t) => t.weight), 1e-9);
+    for (const t of tokens) {
+      const span = document.createElement("span");
+      span.className = "pg-attr";
+      span.textContent = t.token;
+      span.title = `${(100 * t.weight).toFixed(1)}%`;
+      span.style.background = `rgba(255, 140, 0, ${(0.6 * t.weight / top).toFixed(3)})`;
+      box.append(span);
     }
   }
 

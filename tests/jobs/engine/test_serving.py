@@ -13,8 +13,10 @@ from jobs.engine.sampling import SamplingParams, check_mode
 from jobs.engine.serving import (
     ModelCache,
     attention_map,
+    attention_rollout,
     chat_input_ids,
     classify,
+    classify_with_attributions,
     stream_generate,
 )
 
@@ -188,3 +190,22 @@ def test_attention_map_has_every_layer_and_head_and_restores_the_kernel(cache, m
     row = raw[:128]  # layer 0, head 0, query 0: causal, so all weight on key 0
     assert row[0] == 255 and not any(row[1:])
     assert loaded.model.config._attn_implementation == before
+
+
+def test_rollout_of_a_causal_model_reads_only_earlier_tokens_and_sums_to_one():
+    import torch
+
+    causal = torch.tril(torch.ones(2, 3, 4, 4))  # (L, H, T, T)
+    weights = causal / causal.sum(-1, keepdim=True)
+    share = attention_rollout(weights, 1)
+    assert abs(sum(share) - 1) < 1e-6 and share[2] == share[3] == 0
+    assert attention_rollout(weights, 0) == [1.0, 0.0, 0.0, 0.0]
+
+
+def test_classifier_attributions_cover_every_token(cache, models):
+    loaded = cache.get(models["clf"], "classification")
+    result = classify_with_attributions(loaded, "win a free prize")
+    assert {r["label"] for r in result["labels"]} == {"ham", "spam"}
+    tokens = result["tokens"]
+    assert "".join(t["token"] for t in tokens).strip() == "win a free prize"
+    assert abs(sum(t["weight"] for t in tokens) - 1) < 1e-5
