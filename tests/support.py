@@ -355,6 +355,8 @@ def ws_job_connect(
 # --- browser -------------------------------------------------------------------------------
 
 
+from tests.skips import CHROMIUM  # noqa: E402, F401 - re-exported: the one path browsers run
+
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
