@@ -125,7 +125,7 @@ def test_lineage_across_two_generations_labels_each_edge(team):
     assert gens == {base.pk: 0, child.pk: 1, grandchild.pk: 2}  # a sibling is not lineage
     assert sibling.pk not in gens
     edges = {(e["from"], e["to"]): e for e in lineage["edges"]}
-    assert edges[(base.pk, child.pk)]["label"] == f"sms v1 · #{job1.pk} finetune"
+    assert edges[(base.pk, child.pk)]["label"] == f"fine-tuned from · sms v1 · #{job1.pk} finetune"
     assert edges[(child.pk, grandchild.pk)]["dataset"]["label"] == "sms-clean v1"
     assert edges[(child.pk, grandchild.pk)]["job"] == {
         "id": job2.pk,
