@@ -104,3 +104,33 @@ def test_a_new_user_walks_the_whole_path(browser_page, live_server_proc, worker)
     assert not Job.objects.filter(pk=first_id).exists()
     assert RegisteredModel.objects.filter(pk=result.pk, status="ready").exists()
     services.job_cancel(user=second.created_by, job=second)  # leave the worker free
+
+
+def test_new_job_picks_no_model_by_default_and_says_where_a_model_came_from(
+    browser_page, live_server_proc, alice, team
+):
+    from tests.factories import ready_dataset, sms_rows
+    from tests.support import browser_login
+
+    page, base = browser_page, live_server_proc.url
+    sms = ready_dataset(team, "classification", sms_rows(20), name="sms")
+    bundled = RegisteredModel.objects.get(team=team, source="bundled")
+    child = RegisteredModel.objects.create(
+        team=team,
+        name="spam-filter",
+        source="job",
+        status="ready",
+        task="classification",
+        parent=bundled,
+        dataset=sms,
+        lineage_edge="fine-tuned from",
+    )
+    browser_login(page, base, "alice")
+    page.goto(base + "/jobs/new/")
+    # Nothing is picked for the person: the newest model (their own fine-tune) is not.
+    assert page.input_value("#id_base_model") == ""
+    page.select_option("#id_base_model", str(child.pk))
+    hint = page.inner_text("#lineage-base_model")
+    assert f"fine-tuned from {bundled.name} v{bundled.version} on sms v1" in hint
+    page.select_option("#id_base_model", str(bundled.pk))
+    assert "no parent" in page.inner_text("#lineage-base_model")

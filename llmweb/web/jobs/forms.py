@@ -64,6 +64,7 @@ class JobForm(forms.Form):
                     **extra,
                 )
                 self.fields[spec.name].widget.attrs["data-input"] = spec.name
+                self.fields[spec.name].widget.attrs["data-input-type"] = spec.type
             for name, spec in kind.param_table().items():
                 self._param_kinds.setdefault(name, []).append(kind.name)
                 defaults.setdefault(name, {})[kind.name] = spec.default

@@ -119,7 +119,24 @@ def job_new(request):
                 return redirect("job-page", job_id=job.pk)
         status = 400
     kinds = [kind.schema() for kind in form.kinds]
-    return render(request, "jobs/new.html", {"form": form, "kinds_json": kinds}, status=status)
+    context = {"form": form, "kinds_json": kinds, "lineage_json": _lineage_hints(models)}
+    return render(request, "jobs/new.html", context, status=status)
+
+
+def _lineage_hints(models) -> dict[str, str]:
+    """One line per pickable model saying where it came from, shown beside the picker so
+    nobody fine-tunes their own fine-tune without noticing."""
+    hints = {}
+    for m in models.select_related("parent", "dataset"):
+        if m.parent_id:
+            edge = getattr(m, "lineage_edge", "") or "derived from"
+            line = f"{edge} {m.parent.name} v{m.parent.version}"
+            if m.dataset_id:
+                line += f" on {m.dataset.name} v{m.dataset.version}"
+        else:
+            line = f"{m.get_source_display().lower()} model, no parent"
+        hints[str(m.pk)] = line
+    return hints
 
 
 @login_required
