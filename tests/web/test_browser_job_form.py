@@ -1,0 +1,54 @@
+"""The job form and page say what is going on: errors beside their field, phases by name."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs.models import Job, JobEvent, JobStatus
+from tests.factories import bundled_model, job_record, ready_dataset, sms_rows
+from tests.support import browser_login
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_a_refused_submission_keeps_the_picks_and_names_the_problem_once(
+    browser_page, live_server_proc, alice, team
+):
+    page, base = browser_page, live_server_proc.url
+    sms = ready_dataset(team, "classification", sms_rows(20), name="sms")
+    browser_login(page, base, "alice")
+    page.goto(base + "/jobs/new/")
+    page.select_option("#id_base_model", str(bundled_model(team).pk))
+    page.select_option("#id_dataset", str(sms.pk))
+    page.fill("#id_p_learning_rate", "0")  # the server refuses it (must be above 0)
+    page.click("#launch")
+    page.wait_for_selector(".errorlist")
+    errors = page.inner_text(".errorlist")
+    assert "must be greater than 0" in errors
+    assert "learning_rate" not in errors  # beside its field, the name is not repeated
+    # The picks survive the round trip, and the estimate panel says what to fix.
+    assert page.input_value("#id_dataset") == str(sms.pk)
+    page.wait_for_function("document.getElementById('estimate-error').textContent !== ''")
+    assert "Pick a model" not in page.inner_text("#estimate-panel")
+    assert "(learning_rate)" not in page.inner_text("#estimate-error")
+    assert not Job.objects.exists()
+
+
+def test_after_the_training_loop_the_page_names_the_phase(
+    browser_page, live_server_proc, alice, team
+):
+    page, base = browser_page, live_server_proc.url
+    job = job_record(team=team, base_model=bundled_model(team), status=JobStatus.RUNNING)
+    events = [
+        ("status", {"status": "running", "attempts": 1, "device": "cpu"}),
+        ("progress", {"step": 2, "total": 2, "loss": 0.5, "eta_seconds": 0.0}),
+        ("phase", {"name": "final evaluation", "done": 1, "total": 3}),
+    ]
+    for seq, (kind, data) in enumerate(events, start=1):
+        JobEvent.objects.create(job=job, seq=seq, kind=kind, data=data)
+    Job.objects.filter(pk=job.pk).update(last_seq=len(events), created_by=alice)
+    browser_login(page, base, "alice")
+    page.goto(f"{base}/jobs/{job.pk}/")
+    page.wait_for_function("document.getElementById('eta').textContent.includes('evaluation')")
+    assert page.inner_text("#eta") == "final evaluation 1/3"
+    assert "0 s left" not in page.inner_text("#eta")
