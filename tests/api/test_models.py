@@ -171,7 +171,7 @@ def test_lineage_endpoint_returns_nodes_and_labelled_edges(api, alice, team, upl
     body = api(alice).get(f"/api/v1/models/{child.pk}/lineage/").json()
     assert [n["id"] for n in body["nodes"]] == [uploaded.pk, child.pk]
     assert body["edges"] == [
-        {"from": uploaded.pk, "to": child.pk, "dataset": None, "job": None, "label": ""}
+        {"from": uploaded.pk, "to": child.pk, "kind": "", "dataset": None, "job": None, "label": ""}
     ]
 
 
