@@ -300,7 +300,9 @@ def test_cancel_stops_training_and_keeps_a_checkpoint(tmp_path, tokenizer_dir):
 
     assert len(reporter.of_kind("progress")) < 20
     saved = reporter.of_kind("checkpoint")
-    assert saved and Path(saved[-1]["path"]).is_dir()
+    # Named relative to the job folder (events reach browsers, never server paths).
+    assert saved and not Path(saved[-1]["path"]).is_absolute()
+    assert (config.checkpoint_dir.parent / saved[-1]["path"]).is_dir()
     assert not config.output_dir.exists()
 
 
