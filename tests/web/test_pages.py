@@ -101,5 +101,7 @@ def test_404_is_plain_for_anyone_with_debug_off(client, db, settings, url):
     html = r.content.decode()
     # Pages get the site's plain page; the API answers JSON (its own error shape).
     assert ("There is nothing here" in html) != url.startswith("/api/")
-    for leak in ("tried", "URLResolver", "URLPattern", ".py", "llmweb.", settings.BASE_DIR.name):
+    # The checkout's absolute path, not its bare folder name: a clone named "main"
+    # would otherwise match the page's own <main> element.
+    for leak in ("tried", "URLResolver", "URLPattern", ".py", "llmweb.", str(settings.BASE_DIR)):
         assert leak not in html, leak
