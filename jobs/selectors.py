@@ -38,8 +38,12 @@ def job_queue_position(*, job: Job) -> int | None:
     if job.status != JobStatus.QUEUED:
         return None
     ahead = Job.objects.filter(queue=job.queue, status=JobStatus.QUEUED).exclude(pk=job.pk)
-    ahead = ahead.filter(priority__gt=job.priority) | ahead.filter(
-        priority=job.priority, queued_at__lt=job.queued_at
+    # Ties on queued_at (one clock tick, many submissions) break on the id, so the
+    # positions of N queued jobs are exactly 1..N.
+    ahead = (
+        ahead.filter(priority__gt=job.priority)
+        | ahead.filter(priority=job.priority, queued_at__lt=job.queued_at)
+        | ahead.filter(priority=job.priority, queued_at=job.queued_at, pk__lt=job.pk)
     )
     return ahead.count() + 1
 

@@ -272,6 +272,17 @@ def test_queue_position_puts_higher_priority_first_then_older(api, alice, team, 
     assert position(urgent) is None and [position(first), position(second)] == [1, 2]
 
 
+def test_jobs_queued_in_the_same_clock_tick_get_distinct_positions(api, alice, team, sms):
+    """Many submissions at once can share a timestamp; positions must still be 1..N."""
+    client, model = api(alice), bundled_model(team)
+    jobs = [submit_job(client, model, sms, max_steps=1) for _ in range(4)]
+    Job.objects.filter(pk__in=[j["id"] for j in jobs]).update(
+        queued_at=Job.objects.get(pk=jobs[0]["id"]).queued_at
+    )
+    positions = [client.get(f"/api/v1/jobs/{j['id']}/").json()["queue_position"] for j in jobs]
+    assert positions == [1, 2, 3, 4]
+
+
 def test_events_after_n_returns_only_the_later_events(api, alice, queued):
     url = f"/api/v1/jobs/{queued['id']}/events/"
     everything = api(alice).get(url).json()
