@@ -8,6 +8,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from rest_framework.test import APIClient
 
+from jobs.models import Job
 from llmweb.accounts import services
 from llmweb.accounts.models import AuditEntry, Membership, Role
 from tests.factories import bundled_model, csv_bytes, make_user, ready_dataset, sms_rows
@@ -208,3 +209,18 @@ def test_the_audit_route_is_in_the_schema(team, alice):
     operation = schema["paths"]["/api/v1/teams/{id}/audit/"]["get"]
     ref = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
     assert ref.endswith("/PaginatedAuditEntryList")
+
+
+def test_cancel_of_a_running_job_and_its_resume_are_recorded(team, bob):
+    client = token_client(bob, "bob's script")
+    sms = ready_dataset(team, "classification", sms_rows(40), name="sms")
+    job = submit_job(client, bundled_model(team), sms, max_steps=5, batch_size=8)
+    Job.objects.filter(pk=job["id"]).update(status="running")  # as a worker would
+    mark = last_id()
+    assert client.post(f"/api/v1/jobs/{job['id']}/cancel/").status_code == 200
+    Job.objects.filter(pk=job["id"]).update(status="cancelled", checkpoint_step=3)
+    assert client.post(f"/api/v1/jobs/{job['id']}/resume/").status_code == 200
+    assert [(a, who, tok, d) for a, who, tok, _, _, d in entries_after(team, mark)] == [
+        ("job.cancel", "bob", "bob's script", {"was": "running"}),
+        ("job.resume", "bob", "bob's script", {"from_step": 3}),
+    ]
