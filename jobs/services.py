@@ -23,6 +23,7 @@ from jobs.errors import JobError
 from jobs.kinds import get_kind
 from jobs.models import Job, JobEvent, JobModel, JobStatus
 from jobs.publishing import job_group, publish
+from llmweb.accounts.audit import audit_record
 from llmweb.accounts.selectors import can_write
 from llmweb.core.queue import enqueue_on_commit
 
@@ -142,6 +143,13 @@ def job_submit(
         job_event_append(job_id=job.pk, kind="status", data={"status": "validating"})
         job_event_append(job_id=job.pk, kind="estimate", data=checked.estimate)
         _transition(job.pk, (JobStatus.VALIDATING,), JobStatus.QUEUED, queued_at=timezone.now())
+        audit_record(
+            actor=user,
+            team=team,
+            action="job.submit",
+            target=job,
+            details={"kind": kind.name} | ({"retry_of": retry_of.pk} if retry_of else {}),
+        )
         _enqueue(job)
     job.refresh_from_db()
     return job
@@ -289,16 +297,26 @@ def job_cancel(*, user, job: Job) -> Job:
             code="job_finished",
             http_status=409,
         )
-    if not _transition(
-        job.pk,
-        (JobStatus.QUEUED, JobStatus.VALIDATING),
-        JobStatus.CANCELLED,
-        finished_at=timezone.now(),
-        cancel_requested=True,
-    ):
-        if Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(cancel_requested=True):
+    with transaction.atomic():
+        was = job.status
+        if _transition(
+            job.pk,
+            (JobStatus.QUEUED, JobStatus.VALIDATING),
+            JobStatus.CANCELLED,
+            finished_at=timezone.now(),
+            cancel_requested=True,
+        ):
+            changed = True
+        elif Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(cancel_requested=True):
+            changed, was = True, JobStatus.RUNNING
             job_event_append(
                 job_id=job.pk, kind="log", data={"message": f"cancel requested by {user.username}"}
+            )
+        else:
+            changed = False  # it finished a moment ago: nothing was cancelled
+        if changed:
+            audit_record(
+                actor=user, team=job.team, action="job.cancel", target=job, details={"was": was}
             )
     job.refresh_from_db()
     return job
@@ -336,16 +354,24 @@ def job_resume(*, user, job: Job) -> Job:
             code="no_checkpoint",
             http_status=409,
         )
-    if _transition(
-        job.pk,
-        (JobStatus.CANCELLED,),
-        JobStatus.QUEUED,
-        queued_at=timezone.now(),
-        finished_at=None,
-        cancel_requested=False,
-        worker="",
-    ):
-        _enqueue(job)
+    with transaction.atomic():
+        if _transition(
+            job.pk,
+            (JobStatus.CANCELLED,),
+            JobStatus.QUEUED,
+            queued_at=timezone.now(),
+            finished_at=None,
+            cancel_requested=False,
+            worker="",
+        ):
+            audit_record(
+                actor=user,
+                team=job.team,
+                action="job.resume",
+                target=job,
+                details={"from_step": job.checkpoint_step},
+            )
+            _enqueue(job)
     job.refresh_from_db()
     return job
 
@@ -450,5 +476,8 @@ def job_delete(*, user, job: Job) -> None:
         )
     folder = job.work_dir
     with transaction.atomic():
+        audit_record(
+            actor=user, team=job.team, action="job.delete", target=job, details={"kind": job.type}
+        )
         Job.objects.filter(pk=job.pk).delete()
         transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))

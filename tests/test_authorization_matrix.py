@@ -8,7 +8,8 @@ fails ``test_every_object_route_is_understood`` until the mapping below learns i
 
 Expectations: nobody gets a 5xx; anonymous gets 401/403 (API) or the log-in redirect
 (pages); another team's owner and token get 404 (ids of other teams stay secret); A's
-viewer reads but every API write is 403; A's owner and member read.
+viewer reads but every API write is 403; A's owner and member read, except on routes
+whose view requires ``IsTeamOwner`` (the audit log), where A's member and viewer get 403.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from rest_framework.test import APIClient
 
 from llmweb.accounts import services
 from llmweb.accounts.models import Role
+from llmweb.api.common import IsTeamOwner
 from llmweb.routing import websocket_urlpatterns
 from tests.factories import (
     bundled_model,
@@ -70,6 +72,7 @@ class Route:
     methods: list[str]
     api: bool
     objects: set[str]
+    owner_only: bool = False
 
 
 def _walk(patterns, prefix=""):
@@ -124,7 +127,11 @@ def build_routes(ids: dict[str, int]) -> list[Route]:
             objects.add(kind)
         actions = getattr(pattern.callback, "actions", None)
         methods = sorted(actions) if actions else ["get", "post"]
-        routes.append(Route(fill(route, values), name, methods, route.startswith("api/"), objects))
+        view = getattr(pattern.callback, "cls", None)
+        owner_only = IsTeamOwner in getattr(view, "permission_classes", ())
+        routes.append(
+            Route(fill(route, values), name, methods, route.startswith("api/"), objects, owner_only)
+        )
     return routes
 
 
@@ -213,6 +220,9 @@ def test_authorization_matrix(world):
                 elif route.objects & PERSONAL and persona in ("vera", "bob"):
                     if code not in (404, 405):
                         problem = "someone else's token is not 404"
+                elif route.owner_only and persona in ("vera", "bob"):
+                    if code not in (403, 405):
+                        problem = "a non-owner reached an owner-only route"
                 elif persona == "vera" and method in WRITE and route.api:
                     if code not in (403, 405):  # 405: the method is nobody's (PUT of a team)
                         problem = "a viewer's write is not 403"
@@ -223,6 +233,7 @@ def test_authorization_matrix(world):
                         f"{persona:13} {method.upper():6} {route.path} -> {code}: {problem}"
                     )
     assert tried > 150
+    assert any(r.owner_only for r in routes)  # the audit log is tried as owner-only
     assert not failures, "\n".join(failures)
 
 

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from llmweb.accounts.models import ApiToken, Membership, Team
+from llmweb.accounts.models import ApiToken, AuditEntry, Membership, Team
 
 
 class MembershipInline(admin.TabularInline):
@@ -18,3 +18,17 @@ class TeamAdmin(admin.ModelAdmin):
 class ApiTokenAdmin(admin.ModelAdmin):
     list_display = ["name", "user", "hint", "created_at", "last_used_at"]
     readonly_fields = ["digest"]
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """Read-only: the trail is written by the services, never edited by hand."""
+
+    list_display = ["at", "team", "actor_name", "token_name", "action", "target_name"]
+    list_filter = ["action"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -41,6 +41,9 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         # Write at most once a minute so a busy script does not turn reads into writes.
         if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        # The audit trail names the token an action came through (accounts/audit.py);
+        # this user object is loaded for this request alone.
+        token.user.via_token = token
         return token.user, token
 
     def authenticate_header(self, request) -> str:

@@ -87,3 +87,38 @@ class ApiToken(models.Model):
     def digest_of(secret: str) -> str:
         # Tokens carry 256 bits of randomness, so a plain hash (no salt, no KDF) is enough.
         return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class AuditEntry(models.Model):
+    """One line of a team's audit trail: who did what to which record, and when.
+
+    Written by the services in the same transaction as the change (``accounts/audit.py``),
+    so a refused or rolled-back action leaves no line. Names are copied, not only linked:
+    the trail must still read "alice deleted dataset sms v2" after alice and the dataset
+    are gone.
+    """
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="audit_entries")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="audit_entries",
+    )
+    actor_name = models.CharField(max_length=150)
+    # The API token's name when the action came through one; blank for a browser session.
+    token_name = models.CharField(max_length=100, blank=True)
+    action = models.CharField(max_length=40)
+    target_type = models.CharField(max_length=20)
+    target_id = models.BigIntegerField(null=True, blank=True)
+    target_name = models.CharField(max_length=200, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["team", "-at", "-id"], name="audit_team_newest")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.actor_name} {self.action} {self.target_name}"

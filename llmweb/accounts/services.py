@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
+from llmweb.accounts.audit import audit_record
 from llmweb.accounts.models import ApiToken, Membership, Role, Team
 from llmweb.accounts.selectors import is_owner
 from llmweb.core.errors import DomainError
@@ -35,15 +36,19 @@ def team_create(*, owner, name: str) -> Team:
         )
     team = Team.objects.create(name=_clean_team_name(name))
     Membership.objects.create(team=team, user=owner, role=Role.OWNER)
+    audit_record(actor=owner, team=team, action="team.create", target=team)
     return team
 
 
+@transaction.atomic
 def team_rename(*, by, team: Team, name: str) -> Team:
     """Only an owner renames; members and viewers see the name."""
     if not is_owner(user=by, team=team):
         raise PermissionDenied("Only an owner can rename the team.")
-    team.name = _clean_team_name(name)
+    old, team.name = team.name, _clean_team_name(name)
     team.save(update_fields=["name"])
+    if team.name != old:
+        audit_record(actor=by, team=team, action="team.rename", target=team, details={"from": old})
     return team
 
 
@@ -65,7 +70,11 @@ def team_invite(*, by, team: Team, username: str, role: str = Role.MEMBER) -> Me
         raise DomainError(f"No user is called {username!r}.", param="username")
     if Membership.objects.filter(team=team, user=user).exists():
         raise DomainError(f"{user.username} is already on this team.", param="username")
-    return Membership.objects.create(team=team, user=user, role=role)
+    membership = Membership.objects.create(team=team, user=user, role=role)
+    audit_record(
+        actor=by, team=team, action="member.add", target=membership, details={"role": role}
+    )
+    return membership
 
 
 @transaction.atomic
@@ -78,8 +87,16 @@ def membership_set_role(*, by, membership: Membership, role: str) -> Membership:
     owners = team.memberships.filter(role=Role.OWNER)
     if membership.role == Role.OWNER and role != Role.OWNER and owners.count() == 1:
         raise DomainError("A team needs at least one owner.", param="role")
-    membership.role = role
+    old, membership.role = membership.role, role
     membership.save(update_fields=["role"])
+    if role != old:
+        audit_record(
+            actor=by,
+            team=team,
+            action="member.role_change",
+            target=membership,
+            details={"from": old, "to": role},
+        )
     return membership
 
 
@@ -90,9 +107,23 @@ def membership_remove(*, by, membership: Membership) -> None:
         raise PermissionDenied("Only an owner can remove other members.")
     if membership.role == Role.OWNER and team.memberships.filter(role=Role.OWNER).count() == 1:
         raise DomainError("A team needs at least one owner.", param="role")
+    audit_record(
+        actor=by,
+        team=team,
+        action="member.leave" if by.pk == membership.user_id else "member.remove",
+        target=membership,
+        details={"role": membership.role},
+    )
     membership.delete()
 
 
+def _audit_token(*, user, token: ApiToken, action: str) -> None:
+    # A token acts in every team of its owner, so each of those teams' trails says so.
+    for team in Team.objects.filter(memberships__user=user):
+        audit_record(actor=user, team=team, action=action, target=token)
+
+
+@transaction.atomic
 def api_token_create(*, user, name: str) -> tuple[ApiToken, str]:
     """Returns the record and the secret; the secret is never stored or shown again."""
     name = (name or "").strip()
@@ -113,8 +144,12 @@ def api_token_create(*, user, name: str) -> tuple[ApiToken, str]:
         hint=secret[: len(ApiToken.PREFIX) + 4],
         digest=ApiToken.digest_of(secret),
     )
+    _audit_token(user=user, token=token, action="token.create")
     return token, secret
 
 
-def api_token_revoke(*, token: ApiToken) -> None:
+@transaction.atomic
+def api_token_revoke(*, token: ApiToken, by=None) -> None:
+    """``by`` is the request's user (the token's owner, perhaps through another token)."""
+    _audit_token(user=by or token.user, token=token, action="token.revoke")
     token.delete()

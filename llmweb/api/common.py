@@ -6,10 +6,11 @@ from typing import Any
 
 from django.http import HttpRequest
 from drf_spectacular.utils import OpenApiParameter
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from llmweb.accounts.models import Team
-from llmweb.accounts.selectors import team_get_for_user, team_list_for_user
+from llmweb.accounts.selectors import is_owner, team_get_for_user, team_list_for_user
 from llmweb.core.errors import DomainError
 
 
@@ -26,6 +27,23 @@ def request_team(request: Request, team_id: Any) -> Team:
     if team is None:
         raise DomainError("You are in no team; create one first.", code="no_team", param="team")
     return team
+
+
+class IsTeamOwner(BasePermission):
+    """For routes under ``teams/{pk}/`` that only the team's owners may use (the audit log).
+
+    Another team's id is a 404 before anything else (ids of other teams stay secret);
+    a member or viewer of the team gets 403. The authorization-matrix test reads this
+    permission off the view to expect 403 for members too.
+    """
+
+    message = "Only an owner of this team can see this."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if not request.user or not request.user.is_authenticated:
+            return False
+        team = team_get_for_user(user=request.user, team_id=view.kwargs["pk"])
+        return is_owner(user=request.user, team=team)
 
 
 def api_user(request: HttpRequest) -> Any:

@@ -41,5 +41,6 @@ urlpatterns = [
     path("models/<id:pk>/generate/", playground.model_generate, name="model-generate"),
     path("models/<id:pk>/classify/", playground.model_classify, name="model-classify"),
     path("compare/", evaluations.CompareApi.as_view(), name="api-compare"),
+    path("teams/<id:pk>/audit/", accounts.TeamAuditApi.as_view(), name="team-audit"),
     path("", include(router.urls)),
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
-from llmweb.accounts.models import ApiToken, Membership, Role, Team
+from llmweb.accounts.models import ApiToken, AuditEntry, Membership, Role, Team
 
 User = get_user_model()
 
@@ -74,3 +74,25 @@ class ApiTokenCreatedSerializer(ApiTokenSerializer):
 
     class Meta(ApiTokenSerializer.Meta):
         fields = [*ApiTokenSerializer.Meta.fields, "token"]
+
+
+class AuditEntrySerializer(serializers.ModelSerializer):
+    actor = serializers.SerializerMethodField()
+    target = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AuditEntry
+        fields = ["id", "at", "actor", "action", "target", "details"]
+
+    def get_actor(self, entry: AuditEntry) -> dict:
+        """``{"id", "username", "token"}``: ``token`` is the API token's name, or null for a
+        browser session; ``id`` is null once the person's account is deleted."""
+        return {
+            "id": entry.actor_id,
+            "username": entry.actor_name,
+            "token": entry.token_name or None,
+        }
+
+    def get_target(self, entry: AuditEntry) -> dict:
+        """``{"type", "id", "name"}`` of the record acted on (it may be gone since)."""
+        return {"type": entry.target_type, "id": entry.target_id, "name": entry.target_name}

@@ -5,14 +5,17 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import generics, mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from llmweb.accounts import selectors, services
-from llmweb.accounts.models import ApiToken, Membership
+from llmweb.accounts.audit import audit_list_for_owner
+from llmweb.accounts.models import ApiToken, AuditEntry, Membership
 from llmweb.api.accounts import serializers as s
+from llmweb.api.common import IsTeamOwner
 
 
 class MeApi(APIView):
@@ -113,4 +116,18 @@ class ApiTokenViewSet(
         return Response(body, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance):
-        services.api_token_revoke(token=instance)
+        services.api_token_revoke(by=self.request.user, token=instance)
+
+
+class TeamAuditApi(generics.ListAPIView):
+    """The team's audit log, newest first, a page at a time; owners only."""
+
+    serializer_class = s.AuditEntrySerializer
+    permission_classes = [IsAuthenticated, IsTeamOwner]
+    queryset = AuditEntry.objects.none()
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # the schema generator has no team
+            return AuditEntry.objects.none()
+        team = selectors.team_get_for_user(user=self.request.user, team_id=self.kwargs["pk"])
+        return audit_list_for_owner(user=self.request.user, team=team)

@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from jobs.engine.jsonable import jsonable
 from jobs.engine.schemas import LM_TASKS, SCHEMAS
+from llmweb.accounts.audit import audit_record
 from llmweb.accounts.models import Team
 from llmweb.catalog import sniff
 from llmweb.catalog.models import Dataset, DatasetStatus, Schema
@@ -429,6 +430,13 @@ def dataset_upload_create(
         except BaseException:
             dataset.delete_files()  # the row goes with the rolled-back transaction
             raise
+        audit_record(
+            actor=user,
+            team=team,
+            action="dataset.upload",
+            target=dataset,
+            details={"filename": filename, "bytes": size, "schema": schema},
+        )
         enqueue_on_commit(
             "llmweb.catalog.tasks.datasets:process_dataset_task",
             dataset.pk,
@@ -487,6 +495,13 @@ def dataset_clean_version_create(*, user, dataset: Dataset) -> Dataset:
             created_by=user,
             status=DatasetStatus.UPLOADED,
             progress_message="Waiting for a worker",
+        )
+        audit_record(
+            actor=user,
+            team=dataset.team,
+            action="dataset.clean",
+            target=clean,
+            details={"source": dataset.pk},
         )
         enqueue_on_commit(
             "llmweb.catalog.tasks.datasets:clean_dataset_task",
@@ -595,6 +610,13 @@ def dataset_delete(*, user, dataset: Dataset, delete_jobs: bool = False) -> None
                 jobs=job_refs(used_by),
             )
         delete_finished_jobs(user=user, jobs=used_by, conflict=DatasetConflict)
+        audit_record(
+            actor=user,
+            team=dataset.team,
+            action="dataset.delete",
+            target=dataset,
+            details={"jobs_deleted": [j.pk for j in used_by]} if used_by else None,
+        )
         try:
             dataset.delete()
         except ProtectedError as e:  # a job started a moment ago

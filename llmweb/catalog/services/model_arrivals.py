@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 
 from jobs.engine.base import EngineError
 from jobs.engine.presets import get_preset
+from llmweb.accounts.audit import audit_record
 from llmweb.accounts.models import Team
 from llmweb.catalog.models import Dataset, DatasetStatus, ModelSource, ModelStatus, RegisteredModel
 from llmweb.catalog.services.common import UploadTooLarge, create_versioned
@@ -76,18 +78,22 @@ def model_create_preset(
         if tokenizer_model.status != ModelStatus.READY:
             raise DomainError(f"{tokenizer_model} is not ready.", param="tokenizer_model")
         preset_info |= {"tokenizer_model": tokenizer_model.pk}
-    model = create_versioned(
-        RegisteredModel,
-        team=team,
-        name=clean_name(name, fallback=f"{family}-{size}"),
-        source=ModelSource.PRESET,
-        status=ModelStatus.PENDING,
-        task=preset.task,
-        preset=preset_info,
-        dataset=tokenizer_dataset,
-        created_by=user,
-    )
-    enqueue("model_build_preset_task", model.pk)
+    with transaction.atomic():
+        model = create_versioned(
+            RegisteredModel,
+            team=team,
+            name=clean_name(name, fallback=f"{family}-{size}"),
+            source=ModelSource.PRESET,
+            status=ModelStatus.PENDING,
+            task=preset.task,
+            preset=preset_info,
+            dataset=tokenizer_dataset,
+            created_by=user,
+        )
+        audit_record(
+            actor=user, team=team, action="model.create", target=model, details=preset_info
+        )
+        enqueue("model_build_preset_task", model.pk)
     return model
 
 
@@ -143,8 +149,17 @@ def model_upload_create(*, user, team: Team, name: str | None, uploaded_file) ->
         model.delete_files()
         model.delete()
         raise
-    RegisteredModel.objects.filter(pk=model.pk).update(size_bytes=written)
-    enqueue("model_validate_upload_task", model.pk)
+    # The entry goes with the stored archive: a refused file above leaves none.
+    with transaction.atomic():
+        RegisteredModel.objects.filter(pk=model.pk).update(size_bytes=written)
+        audit_record(
+            actor=user,
+            team=team,
+            action="model.upload",
+            target=model,
+            details={"filename": filename[:255], "bytes": written},
+        )
+        enqueue("model_validate_upload_task", model.pk)
     return model
 
 
@@ -175,14 +190,18 @@ def model_register_hub(*, user, team: Team, name: str | None, hub_id: str) -> Re
             f"{hub_id!r} is not a hub model id (e.g. distilbert-base-uncased or owner/name).",
             param="hub_id",
         )
-    model = create_versioned(
-        RegisteredModel,
-        team=team,
-        name=clean_name(name, fallback=hub_id.rsplit("/", 1)[-1]),
-        source=ModelSource.HUB,
-        status=ModelStatus.PENDING,
-        hub_id=hub_id,
-        created_by=user,
-    )
-    enqueue("model_download_hub_task", model.pk)
+    with transaction.atomic():
+        model = create_versioned(
+            RegisteredModel,
+            team=team,
+            name=clean_name(name, fallback=hub_id.rsplit("/", 1)[-1]),
+            source=ModelSource.HUB,
+            status=ModelStatus.PENDING,
+            hub_id=hub_id,
+            created_by=user,
+        )
+        audit_record(
+            actor=user, team=team, action="model.register", target=model, details={"hub_id": hub_id}
+        )
+        enqueue("model_download_hub_task", model.pk)
     return model

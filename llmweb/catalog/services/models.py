@@ -28,6 +28,7 @@ from jobs.engine.jsonable import jsonable
 from jobs.engine.models.card import model_card_markdown
 from jobs.engine.models.info import BUNDLED_MODELS, ModelInfo
 from jobs.models import JobModel
+from llmweb.accounts.audit import audit_record
 from llmweb.accounts.models import Team
 from llmweb.catalog.models import ModelSource, ModelStatus, RegisteredModel
 from llmweb.catalog.selectors import job_refs, jobs_using
@@ -128,8 +129,10 @@ def model_update_card(*, user, model: RegisteredModel, card: str) -> RegisteredM
     card = card or ""
     if len(card) > MAX_CARD_CHARS:
         raise DomainError(f"A model card has at most {MAX_CARD_CHARS:,} characters.", param="card")
-    model.card = card
-    model.save(update_fields=["card"])
+    with transaction.atomic():
+        model.card = card
+        model.save(update_fields=["card"])
+        audit_record(actor=user, team=model.team, action="model.card_edit", target=model)
     return model
 
 
@@ -172,6 +175,13 @@ def model_delete(*, user, model: RegisteredModel, delete_jobs: bool = False) -> 
                 jobs=job_refs(used_by),
             )
         delete_finished_jobs(user=user, jobs=used_by, conflict=ModelConflict)
+        audit_record(
+            actor=user,
+            team=model.team,
+            action="model.delete",
+            target=model,
+            details={"jobs_deleted": [j.pk for j in used_by]} if used_by else None,
+        )
         try:
             model.delete()
         except ProtectedError as e:  # a job started a moment ago

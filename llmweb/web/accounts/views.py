@@ -6,11 +6,13 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from llmweb.accounts import selectors, services
+from llmweb.accounts.audit import audit_list_for_owner
 from llmweb.accounts.middleware import SESSION_KEY
 from llmweb.core.errors import DomainError
 from llmweb.core.ratelimit import client_ip, rate_limit_hit
@@ -64,6 +66,9 @@ def team_list(request):
     )
 
 
+AUDIT_PAGE_SIZE = 25
+
+
 @login_required
 def team_detail(request, team_id: int):
     team = selectors.team_get_for_user(user=request.user, team_id=team_id)
@@ -79,15 +84,21 @@ def team_detail(request, team_id: int):
                 messages.success(request, f"{invite.cleaned_data['username']} joined {team.name}.")
                 return redirect("team-detail", team_id=team.pk)
         status = 400
+    is_owner = selectors.is_owner(user=request.user, team=team)
+    audit = None
+    if is_owner:  # members and viewers do not see who did what
+        audit = Paginator(audit_list_for_owner(user=request.user, team=team), AUDIT_PAGE_SIZE)
+        audit = audit.get_page(request.GET.get("audit_page"))
     return render(
         request,
         "teams/detail.html",
         {
             "team": team,
             "members": selectors.member_list(team=team),
-            "is_owner": selectors.is_owner(user=request.user, team=team),
+            "is_owner": is_owner,
             "invite": invite,
             "roles": forms.RoleForm.base_fields["role"].choices,
+            "audit": audit,
         },
         status=status,
     )
@@ -153,6 +164,6 @@ def tokens(request):
 @require_POST
 def token_revoke(request, token_id: int):
     token = selectors.api_token_get(user=request.user, token_id=token_id)
-    services.api_token_revoke(token=token)
+    services.api_token_revoke(by=request.user, token=token)
     messages.success(request, f"Token '{token.name}' revoked.")
     return redirect("tokens")
