@@ -74,6 +74,13 @@ class Job(models.Model):
     retry_of = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="retries"
     )
+    # A chain: ``then`` is a job to submit with this job's result model once it succeeds
+    # ({"type", "params", "inputs"}; validated at submit); ``follows`` is set on that
+    # follow-up (one per job: the unique key guards against a second start).
+    then = models.JSONField(null=True, blank=True)
+    follows = models.OneToOneField(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="followed_by"
+    )
     last_seq = models.PositiveIntegerField(default=0)
     # What people write on a job: free notes, short tags, and "archived" to hide it.
     notes = models.TextField(blank=True, max_length=5000)
@@ -104,6 +111,11 @@ class Job(models.Model):
     def base_model_id(self) -> int | None:
         model = self.base_model
         return model.pk if model else None
+
+    @property
+    def follow_up(self) -> Job | None:
+        """The job this one started with its result (``then``), or None."""
+        return getattr(self, "followed_by", None)  # the reverse accessor raises when absent
 
     @property
     def is_finished(self) -> bool:

@@ -11,7 +11,7 @@ from jobs.models import Job, JobEvent, JobStatus
 def job_list_for_user(*, user, team=None) -> QuerySet[Job]:
     qs = (
         Job.objects.visible_to(user)
-        .select_related("dataset", "eval_dataset", "result_model", "created_by")
+        .select_related("dataset", "eval_dataset", "result_model", "created_by", "followed_by")
         .prefetch_related("job_models__model")
     )
     return qs.filter(team=team) if team is not None else qs
@@ -21,7 +21,7 @@ def job_get_for_user(*, user, job_id: int | str, writable: bool = False) -> Job:
     qs = Job.objects.writable_by(user) if writable else Job.objects.visible_to(user)
     try:
         return (
-            qs.select_related("dataset", "eval_dataset", "result_model", "team")
+            qs.select_related("dataset", "eval_dataset", "result_model", "team", "followed_by")
             .prefetch_related("job_models__model")
             .get(pk=int(job_id))
         )
@@ -31,6 +31,15 @@ def job_get_for_user(*, user, job_id: int | str, writable: bool = False) -> Job:
 
 def job_events_after(*, job: Job, after: int = 0, limit: int = 1000) -> list[JobEvent]:
     return list(JobEvent.objects.filter(job=job, seq__gt=after).order_by("seq")[:limit])
+
+
+def job_follow_up_refusal(*, job: Job) -> dict | None:
+    """Why a succeeded job's follow-up (``then``) was not started, from its last
+    ``follow_up`` event; None when it started or there is none."""
+    if not job.then or job.follow_up is not None:
+        return None
+    event = JobEvent.objects.filter(job=job, kind="follow_up").order_by("-seq").first()
+    return event.data if event is not None and event.data.get("status") == "refused" else None
 
 
 def job_queue_position(*, job: Job) -> int | None:

@@ -101,6 +101,8 @@ def job_submit(
     name: str = "",
     priority: int = 0,
     retry_of: Job | None = None,
+    then: dict[str, Any] | None = None,
+    follows: Job | None = None,
 ) -> Job:
     """Validate (pre-flight, before any GPU time), record and enqueue a job of any kind.
 
@@ -109,6 +111,9 @@ def job_submit(
         inputs: the kind's inputs by name (``{"base_model": model, "dataset": ds}``;
             a list for ``many`` inputs), already scoped to what ``user`` may see.
         base_model, dataset: shorthand for the two inputs the training kinds take.
+        then: a follow-up job (``{"type", "params", "inputs"}``) submitted with this job's
+            result model when it succeeds; checked now (``preflight.check_then``).
+        follows: the job whose success submitted this one (set by the chain only).
     """
     if not can_write(user=user, team=team):
         raise PermissionDenied("Viewers cannot start jobs; ask an owner for the member role.")
@@ -119,6 +124,7 @@ def job_submit(
     if dataset is not None:
         inputs.setdefault("dataset", dataset)
     checked = preflight.check(kind=kind, team=team, inputs=inputs, params=params)
+    follow_up = preflight.check_then(kind=kind, team=team, then=then)
     datasets = dict(checked.datasets)
     with transaction.atomic():
         job = Job.objects.create(
@@ -133,6 +139,8 @@ def job_submit(
             priority=priority,
             status=JobStatus.VALIDATING,
             retry_of=retry_of,
+            then=jsonable(follow_up),
+            follows=follows,
         )
         JobModel.objects.bulk_create(
             [
@@ -148,7 +156,9 @@ def job_submit(
             team=team,
             action="job.submit",
             target=job,
-            details={"kind": kind.name} | ({"retry_of": retry_of.pk} if retry_of else {}),
+            details={"kind": kind.name}
+            | ({"retry_of": retry_of.pk} if retry_of else {})
+            | ({"follows": follows.pk} if follows else {}),
         )
         _enqueue(job)
     job.refresh_from_db()
@@ -244,7 +254,9 @@ def job_checkpoint_update(*, job_id: int, step: int) -> None:
 
 
 def job_succeed(*, job_id: int, worker: str, metrics: dict[str, Any], result_model=None) -> bool:
-    return _transition(
+    """Succeeded, then its follow-up (``then``) submitted: only the caller that moved the
+    job starts it, so a duplicate delivery cannot start two."""
+    moved = _transition(
         job_id,
         (JobStatus.RUNNING,),
         JobStatus.SUCCEEDED,
@@ -253,6 +265,65 @@ def job_succeed(*, job_id: int, worker: str, metrics: dict[str, Any], result_mod
         result_model=result_model,
         eta_seconds=0,
     )
+    if moved:
+        job_follow_up_start(job_id=job_id)
+    return moved
+
+
+def job_follow_up_start(*, job_id: int) -> Job | None:
+    """Submit a succeeded job's follow-up with its result model, as the same person.
+
+    It goes through :func:`job_submit`, so pre-flight judges it against the real model
+    now. A refusal never touches the first job's success: it becomes a ``follow_up``
+    event on the first job saying why nothing was started.
+    """
+    job = Job.objects.select_related("team", "created_by", "result_model").get(pk=job_id)
+    then = job.then
+    if not then or job.status != JobStatus.SUCCEEDED or job.follow_up is not None:
+        return None
+    kind_name = then.get("type", "")
+    try:
+        if job.created_by is None:
+            raise JobError("the person who submitted this job no longer exists.")
+        if job.result_model is None:
+            raise JobError("this job registered no model to hand on.")
+        kind = get_kind(kind_name)
+        filled = kind.follow_up_input()
+        if filled is None:  # the kind changed since submit
+            raise JobError(f"a {kind.name} job reads no model.")
+        inputs = preflight.then_inputs(kind=kind, team=job.team, raw=then.get("inputs") or {})
+        inputs[filled.name] = [job.result_model] if filled.many else job.result_model
+        follow = job_submit(
+            user=job.created_by,
+            team=job.team,
+            job_type=kind.name,
+            inputs=inputs,
+            params=then.get("params") or {},
+            name=f"{job.name} · {kind.name}"[:100] if job.name else "",
+            priority=job.priority,
+            follows=job,
+        )
+    except (JobError, PermissionDenied, IntegrityError) as exc:
+        message = getattr(exc, "message", None) or str(exc)
+        job_event_append(
+            job_id=job_id,
+            kind="follow_up",
+            data={
+                "status": "refused",
+                "type": kind_name,
+                "message": f"The follow-up {kind_name} job was not started: {message}",
+                "code": getattr(exc, "code", "refused"),
+                "param": getattr(exc, "param", None),
+            },
+        )
+        log.info("job %s: follow-up %s refused: %s", job_id, kind_name, message)
+        return None
+    job_event_append(
+        job_id=job_id,
+        kind="follow_up",
+        data={"status": "started", "type": kind.name, "job": follow.pk},
+    )
+    return follow
 
 
 def job_fail(*, job_id: int, error: dict[str, Any], traceback: str = "") -> bool:
@@ -338,6 +409,7 @@ def job_retry(*, user, job: Job) -> Job:
         name=job.name,
         priority=job.priority,
         retry_of=job,
+        then=job.then,
     )
 
 
@@ -462,6 +534,7 @@ def job_clone(
         params={**(job.params or {}), **(params or {})},
         name=job.name if name is None else name,
         priority=job.priority,
+        then=job.then,
     )
 
 

@@ -160,6 +160,30 @@ class JobKind:
             config=config,
         )
 
+    def check_params(self, *, params: dict[str, Any]) -> dict[str, Any]:
+        """The params alone, before the inputs exist (a chain's follow-up is checked at
+        submit, when its model is not made yet): names, types, bounds and choices.
+
+        Kinds add checks that need no inputs; the full :meth:`check` runs when the job
+        is really submitted.
+        """
+        if not isinstance(params, dict):
+            raise JobError(
+                "params must be a JSON object of parameter names to values.", param="params"
+            )
+        table = self.param_table()
+        for key in params:
+            if key not in table:
+                raise JobError(f"Unknown parameter {key!r}.", code="unknown_param", param=key)
+        try:
+            return {name: table[name].clean(name, value) for name, value in params.items()}
+        except EngineError as exc:
+            raise JobError(exc.message, code=exc.code, param=exc.param or "params") from None
+
+    def follow_up_input(self) -> Input | None:
+        """The model input a chain fills with the previous job's result: the first one."""
+        return next((spec for spec in self.inputs if spec.type == "model"), None)
+
     def config(self, *, inputs: Inputs, params: dict[str, Any], job: Job | None) -> Any:
         """The engine config; ``job`` is None in pre-flight (paths are placeholders)."""
         return build(self.config_class, params, **self.fixed_fields(inputs=inputs, job=job))

@@ -92,6 +92,11 @@ class Compress(JobKind):
         refuse_bitsandbytes_without_gpu(checked.config.method)
         return checked
 
+    def check_params(self, *, params: dict[str, Any]) -> dict[str, Any]:
+        cleaned = super().check_params(params=params)
+        refuse_bitsandbytes_without_gpu(cleaned.get("method") or "dynamic-int8")
+        return cleaned
+
     @staticmethod
     def _check_eval_dataset(model: Any, dataset: Any) -> None:
         task = model.task

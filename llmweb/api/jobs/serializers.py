@@ -30,6 +30,9 @@ class JobSerializer(serializers.ModelSerializer):
     )
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
     headline_metric = serializers.SerializerMethodField()
+    then = serializers.JSONField(read_only=True, allow_null=True)
+    follows = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+    followed_by = serializers.SerializerMethodField()
 
     class Meta:
         model = Job
@@ -62,6 +65,9 @@ class JobSerializer(serializers.ModelSerializer):
             "error",
             "cancel_requested",
             "retry_of",
+            "then",
+            "follows",
+            "followed_by",
             "created_by",
             "created_at",
             "queued_at",
@@ -78,6 +84,11 @@ class JobSerializer(serializers.ModelSerializer):
     def get_headline_metric(self, job) -> dict | None:
         found = job.headline_metric
         return {"name": found[0], "value": found[1]} if found else None
+
+    def get_followed_by(self, job) -> int | None:
+        """The id of the follow-up this job started (``then``), once it started."""
+        follow = job.follow_up
+        return follow.pk if follow is not None else None
 
     def get_base_model(self, job) -> dict | None:
         return _ref(job.base_model)
@@ -111,6 +122,26 @@ class JobSerializer(serializers.ModelSerializer):
         return error
 
 
+class FollowUpSerializer(serializers.Serializer):
+    """A job to run on this job's result model once it succeeds (a chain of two jobs).
+
+    The follow-up's model input is the first job's result; the server checks ``params``
+    against the follow-up kind's parameter table at submit."""
+
+    type = serializers.ChoiceField(choices=[], help_text="The follow-up's kind, e.g. compress.")
+    params = serializers.JSONField(default=dict, help_text="The follow-up kind's params.")
+    inputs = serializers.DictField(
+        child=serializers.JSONField(),
+        required=False,
+        default=dict,
+        help_text="The follow-up's other inputs by name (ids), e.g. eval_dataset.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["type"].choices = [(kind.name, kind.label) for kind in all_kinds()]
+
+
 class JobCreateSerializer(serializers.Serializer):
     """A submission: the kind, its inputs by name (ids), params. Input fields are those
     of every registered kind, so the schema lists them all; each kind takes its own."""
@@ -124,6 +155,11 @@ class JobCreateSerializer(serializers.Serializer):
         min_value=1,
         max_value=MAX_ID,
         help_text="Defaults to the team of the first model or dataset.",
+    )
+    then = FollowUpSerializer(
+        required=False,
+        allow_null=True,
+        help_text="A follow-up job submitted with this job's result model when it succeeds.",
     )
 
     def __init__(self, *args, **kwargs):

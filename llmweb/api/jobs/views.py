@@ -114,6 +114,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
                 params=v["params"],
                 name=v["name"],
                 priority=v["priority"],
+                then=v.get("then"),
             )
         except JobError as exc:
             return _job_error(exc)
@@ -134,6 +135,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         try:
             kind, team, inputs = _resolve(request, v)
             checked = preflight.check(kind=kind, team=team, inputs=inputs, params=v["params"])
+            preflight.check_then(kind=kind, team=team, then=v.get("then"))
         except JobError as exc:
             return _job_error(exc)
         return Response({"estimate": checked.estimate, "params": checked.params})

@@ -32,9 +32,26 @@ def _param_field(name: str, spec: Param) -> forms.Field:
     return forms.CharField(initial=spec.default, **common)
 
 
+def follow_up_kinds(kinds: list[JobKind]) -> list[JobKind]:
+    """Kinds the form offers as a chain's second job: those that run on a model alone
+    (their other inputs optional), so the form needs no second set of required pickers.
+    The API takes any kind with a model input."""
+    out = []
+    for kind in kinds:
+        filled = kind.follow_up_input()
+        if filled is not None and not any(s.required for s in kind.inputs if s is not filled):
+            out.append(kind)
+    return out
+
+
 class JobForm(forms.Form):
     type = forms.ChoiceField(label="Kind")
     name = forms.CharField(max_length=100, required=False)
+    then = forms.ChoiceField(
+        label="Then",
+        required=False,
+        help_text="A second job, started with this job's result model when it succeeds.",
+    )
 
     def __init__(self, *args, models=None, datasets=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -84,6 +101,38 @@ class JobForm(forms.Form):
                     ]
         for name, by_kind in defaults.items():
             self.fields[f"p_{name}"].widget.attrs["data-defaults"] = json.dumps(by_kind)
+        self._add_then_fields(models=models, datasets=datasets)
+
+    def _add_then_fields(self, *, models, datasets) -> None:
+        """The chain section: ``then`` picks the follow-up kind; ``then_in_<input>`` and
+        ``then_p_<param>`` are its other inputs and its parameter table (defaults shown)."""
+        self.makers = " ".join(kind.name for kind in self.kinds if kind.produces == "model")
+        self.follow_kinds = follow_up_kinds(self.kinds)
+        self.fields["then"].choices = [
+            ("", "nothing"),
+            *[(kind.name, f"{kind.label} the result") for kind in self.follow_kinds],
+        ]
+        self._then_fields: dict[str, list[str]] = {}
+        for kind in self.follow_kinds:
+            filled = kind.follow_up_input()
+            for spec in kind.inputs:
+                if spec is filled or spec.many:
+                    continue
+                key = f"then_in_{spec.name}"
+                self._then_fields.setdefault(key, []).append(kind.name)
+                if key not in self.fields:
+                    self.fields[key] = forms.ModelChoiceField(
+                        queryset=models if spec.type == "model" else datasets,
+                        required=False,
+                        empty_label="—",
+                        label=spec.label or spec.name.replace("_", " "),
+                        help_text=spec.help,
+                    )
+            for name, spec in kind.param_table().items():
+                key = f"then_p_{name}"
+                self._then_fields.setdefault(key, []).append(kind.name)
+                if key not in self.fields:
+                    self.fields[key] = _param_field(name, spec)
 
     # --- layout: (bound field, "kind kind ...") pairs for the template -----------------
 
@@ -104,7 +153,38 @@ class JobForm(forms.Form):
             if name not in self._basic
         ]
 
+    def then_rows(self) -> list[tuple[Any, str]]:
+        return [(self[key], " ".join(kinds)) for key, kinds in self._then_fields.items()]
+
     # --- what the submission says ----------------------------------------------------
+
+    def then_value(self) -> dict[str, Any] | None:
+        """The follow-up as ``job_submit`` takes it, or None when "nothing" is chosen."""
+        name = self.cleaned_data.get("then")
+        if not name:
+            return None
+        kind = get_kind(name)
+        inputs = {}
+        for spec in kind.inputs:
+            value = self.cleaned_data.get(f"then_in_{spec.name}")
+            if value is not None:
+                inputs[spec.name] = value.pk
+        params = _changed(kind, lambda param: self.cleaned_data.get(f"then_p_{param}"))
+        return {"type": kind.name, "params": params, "inputs": inputs}
+
+    def field_for(self, param: str | None) -> str | None:
+        """The form field a refusal's ``param`` names (``then.params.x`` -> ``then_p_x``)."""
+        if not param:
+            return None
+        for prefix, field in (("then.params.", "then_p_"), ("then.inputs.", "then_in_")):
+            if param.startswith(prefix):
+                key = field + param.removeprefix(prefix)
+                return key if key in self.fields else "then"
+        if param.startswith("then"):
+            return "then"
+        if f"p_{param}" in self.fields:
+            return f"p_{param}"
+        return param if param in self.fields else None
 
     def kind(self) -> JobKind:
         return get_kind(self.cleaned_data["type"])
@@ -118,18 +198,24 @@ class JobForm(forms.Form):
 
     def params(self) -> dict[str, Any]:
         """Only what the person set or changed, for the chosen kind; it fills the defaults."""
-        out: dict[str, Any] = {}
-        for name, spec in self.kind().param_table().items():
-            value = self.cleaned_data.get(f"p_{name}")
-            if spec.type == "bool":
-                if value != spec.default:
-                    out[name] = bool(value)
+        return _changed(self.kind(), lambda name: self.cleaned_data.get(f"p_{name}"))
+
+
+def _changed(kind: JobKind, value_of) -> dict[str, Any]:
+    """A kind's params as a form posted them: empty fields left to the defaults, a
+    checkbox only when it differs from its default (an unticked box posts nothing)."""
+    out: dict[str, Any] = {}
+    for name, spec in kind.param_table().items():
+        value = value_of(name)
+        if spec.type == "bool":
+            if value != spec.default:
+                out[name] = bool(value)
+            continue
+        if value in (None, ""):
+            continue
+        if spec.type == "list[str]":
+            value = [v.strip() for v in str(value).split(",") if v.strip()] or None
+            if value is None:
                 continue
-            if value in (None, ""):
-                continue
-            if spec.type == "list[str]":
-                value = [v.strip() for v in str(value).split(",") if v.strip()] or None
-                if value is None:
-                    continue
-            out[name] = value
-        return out
+        out[name] = value
+    return out

@@ -52,6 +52,13 @@ def _initial_from(request) -> dict:
             initial[name] = [v.pk for v in value] if isinstance(value, list) else value.pk
         for name, value in (source.params or {}).items():
             initial[f"p_{name}"] = ",".join(value) if isinstance(value, list) else value
+        then = source.then or {}
+        if then:
+            initial["then"] = then.get("type")
+            for name, value in (then.get("inputs") or {}).items():
+                initial[f"then_in_{name}"] = value
+            for name, value in (then.get("params") or {}).items():
+                initial[f"then_p_{name}"] = ",".join(value) if isinstance(value, list) else value
         return initial
     if request.GET.get("model"):
         initial["base_model"] = request.GET["model"]
@@ -63,9 +70,13 @@ def _initial_from(request) -> dict:
     for name in {spec.name for kind in all_kinds() for spec in kind.inputs}:
         if request.GET.get(name):
             initial[name] = request.GET[name]
+    # A chain ("Make it smaller" -> distill, then quantize): ``then=compress`` and its
+    # ``then_in_<input>`` / ``then_p_<param>`` values.
     for key, value in request.GET.items():
-        if key.startswith("p_") and value:
+        if key.startswith(("p_", "then_p_", "then_in_")) and value:
             initial[key] = value
+    if request.GET.get("then"):
+        initial["then"] = request.GET["then"]
     # Fields shared by name start with the first kind's default; a link that names the
     # kind gets that kind's own defaults (compress's method is not fine-tune's "full").
     try:
@@ -104,13 +115,10 @@ def job_new(request):
                     inputs=form.inputs(),
                     params=form.params(),
                     name=form.cleaned_data["name"],
+                    then=form.then_value(),
                 )
             except JobError as exc:
-                field = (
-                    f"p_{exc.param}"
-                    if exc.param and f"p_{exc.param}" in form.fields
-                    else (exc.param if exc.param in form.fields else None)
-                )
+                field = form.field_for(exc.param)
                 form.add_error(field, _field_message(exc) if field else exc.message)
             except PermissionDenied as exc:
                 form.add_error(None, str(exc))
@@ -149,6 +157,7 @@ def job_detail(request, job_id: int):
             "job": job,
             "can_write": can_write(user=request.user, team=job.team),
             "queue_position": selectors.job_queue_position(job=job),
+            "follow_up_refusal": selectors.job_follow_up_refusal(job=job),
         },
     )
 

@@ -71,25 +71,27 @@ def report_rows(report: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def smaller_links(model: Any) -> list[dict[str, str]]:
-    """New-job form links that propose making ``model`` smaller (prefilled by name)."""
+    """New-job form links that propose making ``model`` smaller (prefilled by name):
+    distill, quantize, or both in a chain (the distill form with "then: compress")."""
     if model.status != "ready" or model.dtype == "int8" or model.task not in SMALLER_TASKS:
         return []
+    link = lambda kind, label, query: {  # noqa: E731
+        "kind": kind,
+        "label": label,
+        "url": "/jobs/new/?" + urlencode(query),
+    }
+    classifier = model.task == "classification"
+    data = {"dataset": model.dataset_id} if model.dataset_id else {}
+    compress = {"type": "compress", "source_model": model.pk}
+    if model.dataset_id and classifier:
+        compress["eval_dataset"] = model.dataset_id
     links = []
-    if model.task == "classification":
-        query = {"type": "distill", "teacher_model": model.pk}
-        if model.dataset_id:
-            query["dataset"] = model.dataset_id
-        links.append(
-            {
-                "kind": "distill",
-                "label": "Distill into a smaller student",
-                "url": "/jobs/new/?" + urlencode(query),
-            }
-        )
-    query = {"type": "compress", "source_model": model.pk}
-    if model.dataset_id and model.task == "classification":
-        query["eval_dataset"] = model.dataset_id
-    links.append(
-        {"kind": "compress", "label": "Quantize to int8", "url": "/jobs/new/?" + urlencode(query)}
-    )
+    if classifier:
+        distill = {"type": "distill", "teacher_model": model.pk, **data}
+        links.append(link("distill", "Distill into a smaller student", distill))
+    links.append(link("compress", "Quantize to int8", compress))
+    if classifier:
+        # The quantized student is measured on the data it was distilled on.
+        then = {"then": "compress"} | ({"then_in_eval_dataset": model.dataset_id} if data else {})
+        links.append(link("distill-compress", "Distill, then quantize the student", distill | then))
     return links
