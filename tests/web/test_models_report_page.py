@@ -85,8 +85,8 @@ def test_a_quantized_model_shows_its_report_and_the_edge_kind(as_alice, team, cl
 @pytest.mark.django_db
 def test_make_it_smaller_opens_the_new_job_form_prefilled(as_alice, classifier):
     html = as_alice.get(f"/models/{classifier.pk}/").content.decode()
-    links = re.findall(r'<a href="(/jobs/new/\?[^"]+)" data-kind="(\w+)"', html)
-    assert [kind for _, kind in links] == ["distill", "compress"]
+    links = re.findall(r'<a href="(/jobs/new/\?[^"]+)" data-kind="([\w-]+)"', html)
+    assert [kind for _, kind in links] == ["distill", "compress", "distill-compress"]
     assert links[1][0] == (
         f"/jobs/new/?type=compress&amp;source_model={classifier.pk}"
         f"&amp;eval_dataset={classifier.dataset_id}"
@@ -100,3 +100,20 @@ def test_make_it_smaller_opens_the_new_job_form_prefilled(as_alice, classifier):
     distill = as_alice.get(links[0][0].replace("&amp;", "&")).content.decode()
     select = re.search(r'<select name="teacher_model".*?</select>', distill, re.S).group(0)
     assert re.search(rf'<option value="{classifier.pk}" selected>', select)
+
+
+@pytest.mark.django_db
+def test_distill_then_quantize_opens_the_distill_form_with_its_then_section(as_alice, classifier):
+    html = as_alice.get(f"/models/{classifier.pk}/").content.decode()
+    url = re.search(r'<a href="(/jobs/new/\?[^"]+)" data-kind="distill-compress"', html).group(1)
+    form = as_alice.get(url.replace("&amp;", "&")).content.decode()
+    assert re.search(r'<option value="distill" selected>', form)
+    then = re.search(r'<fieldset id="then-section".*?</fieldset>', form, re.S).group(0)
+    assert 'data-kinds="finetune pretrain compress distill"' in then  # kinds that make models
+    assert re.search(r'<option value="compress" selected>Compress \(int8\) the result', then)
+    select = re.search(r'<select name="then_in_eval_dataset".*?</select>', then, re.S).group(0)
+    assert re.search(rf'<option value="{classifier.dataset_id}" selected>', select)
+    # compress's parameter table, with its defaults shown
+    assert re.search(r'name="then_p_eval_rows" value="500"', then)
+    assert re.search(r'<option value="dynamic-int8" selected>', then)
+    assert re.search(r'name="then_p_quantize_embeddings"[^>]*checked', then)
