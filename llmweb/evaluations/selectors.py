@@ -12,11 +12,15 @@ from django.http import Http404
 
 from llmweb.core.errors import DomainError
 from llmweb.core.ids import MAX_ID
-from llmweb.evaluations.comparison import comparison_table
+from jobs.models import JobEvent
+from llmweb.evaluations.comparison import comparison_table, side_by_side, training_curve
 from llmweb.evaluations.models import Evaluation
 
 SAMPLE_ORDERINGS = ("loss", "-loss", "score", "-score", "i", "-i")
 MAX_COMPARED = 6
+OUTPUTS_PAGE = 20
+MAX_OUTPUTS_PAGE = 200
+CURVE_EVENTS = ("progress", "metrics", "resumed")
 
 
 def evaluation_list_for_user(*, user, model=None, dataset=None) -> QuerySet[Evaluation]:
@@ -133,13 +137,113 @@ def evaluation_row(evaluation: Evaluation) -> dict[str, Any]:
     }
 
 
-def comparison_for_user(*, user, models: Any = None, dataset: Any = None) -> dict[str, Any]:
+def _count(raw: Any, *, param: str, default: int, low: int, high: int) -> int:
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise DomainError(f"{param} must be a whole number.", param=param) from None
+    if not low <= value <= high:
+        raise DomainError(f"{param} must be between {low} and {high}.", param=param)
+    return value
+
+
+def comparison_curves(evaluations: list[Evaluation]) -> dict[str, list[dict[str, Any]]]:
+    """model id -> the train/eval loss curve of the job that produced it (models made by
+    no job, such as uploads, or by a job without loss events, have none)."""
+    jobs: dict[int, int] = {}
+    for evaluation in evaluations:
+        if evaluation.model.job_id is not None:
+            jobs.setdefault(evaluation.model_id, evaluation.model.job_id)
+    events: dict[int, list[tuple[str, dict[str, Any]]]] = {job: [] for job in jobs.values()}
+    rows = (
+        JobEvent.objects.filter(job_id__in=list(events), kind__in=CURVE_EVENTS)
+        .order_by("job_id", "seq")
+        .values_list("job_id", "kind", "data")
+    )
+    for job_id, kind, data in rows.iterator(chunk_size=2000):
+        events[job_id].append((kind, data))
+    curves = {}
+    for model_id, job_id in jobs.items():
+        points = training_curve(events[job_id])
+        if points:
+            curves[str(model_id)] = points
+    return curves
+
+
+def _sample_head(evaluation: Evaluation, stop: int) -> tuple[list[dict[str, Any]], int]:
+    """The first ``stop`` per-sample rows and the file's row count, without parsing (or
+    holding) the rest of a large file."""
+    path = evaluation.samples_file
+    if path is None or not path.is_file():
+        return [], 0
+    head, total = [], 0
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            if total < stop:
+                head.append(json.loads(line))
+            total += 1
+    return head, total
+
+
+def comparison_outputs(
+    evaluations: list[Evaluation], *, offset: int = 0, limit: int = OUTPUTS_PAGE
+) -> dict[str, Any] | None:
+    """The generation evaluations' outputs for the same inputs, side by side.
+
+    Only evaluations of one dataset version and split see the same inputs: those of the
+    first generation evaluation are shown, the others are named in ``left_out``. None
+    when no generation evaluation kept its samples.
+    """
+    generations = [e for e in evaluations if e.measure == "generation" and e.samples_path]
+    if not generations:
+        return None
+    first = generations[0]
+    shown = [e for e in generations if (e.dataset_id, e.split) == (first.dataset_id, first.split)]
+    heads = [(e, *_sample_head(e, offset + limit)) for e in shown]
+    total = max(count for _, _, count in heads)
+    following = offset + limit
+    return {
+        "dataset": first.dataset_id,
+        "split": first.split,
+        "columns": [
+            {"evaluation": e.pk, "model": e.model_id, "label": str(e.model)} for e, _, _ in heads
+        ],
+        "rows": side_by_side([(e.pk, rows) for e, rows, _ in heads], offset=offset, limit=limit),
+        "total": total,
+        "offset": offset,
+        "limit": limit,
+        "next_offset": following if following < total else None,
+        "left_out": [e.pk for e in generations if e not in shown],
+    }
+
+
+def comparison_for_user(
+    *,
+    user,
+    models: Any = None,
+    dataset: Any = None,
+    outputs_offset: Any = None,
+    outputs_limit: Any = None,
+) -> dict[str, Any]:
     """2-6 models' latest evaluations on one dataset, or every evaluation on a dataset
     (its leaderboard). With models but no dataset, the newest dataset they share.
 
+    Beside the table: the training curves of the models' jobs (``curves``) and, for
+    generation models, their outputs for the same inputs (``outputs``, a page of
+    ``outputs_limit`` rows from ``outputs_offset``).
+
     Raises:
-        DomainError: no models and no dataset, more than six models, unknown ids.
+        DomainError: no models and no dataset, more than six models, unknown ids, a page
+            of outputs out of range.
     """
+    offset = _count(outputs_offset, param="outputs_offset", default=0, low=0, high=10**9)
+    limit = _count(
+        outputs_limit, param="outputs_limit", default=OUTPUTS_PAGE, low=1, high=MAX_OUTPUTS_PAGE
+    )
     model_ids = _ids(models)
     if len(model_ids) > MAX_COMPARED:
         raise DomainError(f"Compare at most {MAX_COMPARED} models.", param="models")
@@ -180,4 +284,6 @@ def comparison_for_user(*, user, models: Any = None, dataset: Any = None) -> dic
         "datasets": [{"id": i, "name": n} for i, n in datasets],
         "evaluations": rows,
         **comparison_table(rows),
+        "curves": comparison_curves(evaluations),
+        "outputs": comparison_outputs(evaluations, offset=offset, limit=limit),
     }
