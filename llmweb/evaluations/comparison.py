@@ -209,9 +209,7 @@ def training_curve(
             at = train.get(step, {}).get("epoch")
             point["epoch"] = at if at is not None else (round(step * rate, 4) if rate else None)
     eval_points = _thin([{"step": s, **evals[s]} for s in sorted(evals)], limit // 2)
-    train_points = _thin(
-        [{"step": s, **train[s]} for s in sorted(train)], limit - len(eval_points)
-    )
+    train_points = _thin([{"step": s, **train[s]} for s in sorted(train)], limit - len(eval_points))
     merged: dict[int, dict[str, Any]] = {}
     for point in train_points + eval_points:
         row = merged.setdefault(

@@ -10,9 +10,9 @@ from typing import Any
 from django.db.models import QuerySet
 from django.http import Http404
 
+from jobs.models import JobEvent
 from llmweb.core.errors import DomainError
 from llmweb.core.ids import MAX_ID
-from jobs.models import JobEvent
 from llmweb.evaluations.comparison import comparison_table, side_by_side, training_curve
 from llmweb.evaluations.models import Evaluation
 
