@@ -224,11 +224,12 @@ def training_curve(
 
 
 def side_by_side(
-    columns: list[tuple[int, list[dict[str, Any]]]], *, offset: int, limit: int
+    columns: list[tuple[int, list[dict[str, Any]]]], *, limit: int
 ) -> list[dict[str, Any]]:
-    """The same inputs with each evaluation's output: one row per sample index.
+    """The same inputs with each evaluation's output: one row per sample index, at most
+    ``limit`` rows.
 
-    ``columns`` pairs an evaluation id with its per-sample rows (in file order). Rows are
+    ``columns`` pairs an evaluation id with a page of its per-sample rows. Rows are
     matched by their index ``i`` (the row's place in the split, which every evaluation of
     one dataset version and split shares), not by position, so a file with a missing row
     leaves a gap instead of shifting every later output.
@@ -238,7 +239,7 @@ def side_by_side(
     ]
     indexes = sorted(set().union(*by_index)) if by_index else []
     out = []
-    for i in indexes[offset : offset + limit]:
+    for i in indexes[:limit]:
         first = next(rows[i] for rows in by_index if i in rows)
         out.append(
             {

@@ -172,21 +172,23 @@ def comparison_curves(evaluations: list[Evaluation]) -> dict[str, list[dict[str,
     return curves
 
 
-def _sample_head(evaluation: Evaluation, stop: int) -> tuple[list[dict[str, Any]], int]:
-    """The first ``stop`` per-sample rows and the file's row count, without parsing (or
-    holding) the rest of a large file."""
+def _sample_page(
+    evaluation: Evaluation, offset: int, limit: int
+) -> tuple[list[dict[str, Any]], int]:
+    """Rows ``offset`` to ``offset + limit`` of the per-sample file and its row count,
+    without parsing (or holding) the rest of a large file."""
     path = evaluation.samples_file
     if path is None or not path.is_file():
         return [], 0
-    head, total = [], 0
+    page, total = [], 0
     with path.open(encoding="utf-8") as f:
         for line in f:
             if not line.strip():
                 continue
-            if total < stop:
-                head.append(json.loads(line))
+            if offset <= total < offset + limit:
+                page.append(json.loads(line))
             total += 1
-    return head, total
+    return page, total
 
 
 def comparison_outputs(
@@ -203,7 +205,7 @@ def comparison_outputs(
         return None
     first = generations[0]
     shown = [e for e in generations if (e.dataset_id, e.split) == (first.dataset_id, first.split)]
-    heads = [(e, *_sample_head(e, offset + limit)) for e in shown]
+    heads = [(e, *_sample_page(e, offset, limit)) for e in shown]
     total = max(count for _, _, count in heads)
     following = offset + limit
     return {
@@ -212,7 +214,7 @@ def comparison_outputs(
         "columns": [
             {"evaluation": e.pk, "model": e.model_id, "label": str(e.model)} for e, _, _ in heads
         ],
-        "rows": side_by_side([(e.pk, rows) for e, rows, _ in heads], offset=offset, limit=limit),
+        "rows": side_by_side([(e.pk, rows) for e, rows, _ in heads], limit=limit),
         "total": total,
         "offset": offset,
         "limit": limit,
