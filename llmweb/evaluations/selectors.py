@@ -7,13 +7,18 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from jobs.models import JobEvent
 from llmweb.core.errors import DomainError
 from llmweb.core.ids import MAX_ID
-from llmweb.evaluations.comparison import comparison_table, side_by_side, training_curve
+from llmweb.evaluations.comparison import (
+    CURVE_POINTS,
+    comparison_table,
+    side_by_side,
+    training_curve,
+)
 from llmweb.evaluations.models import Evaluation
 
 SAMPLE_ORDERINGS = ("loss", "-loss", "score", "-score", "i", "-i")
@@ -156,14 +161,18 @@ def comparison_curves(evaluations: list[Evaluation]) -> dict[str, list[dict[str,
     for evaluation in evaluations:
         if evaluation.model.job_id is not None:
             jobs.setdefault(evaluation.model_id, evaluation.model.job_id)
-    events: dict[int, list[tuple[str, dict[str, Any]]]] = {job: [] for job in jobs.values()}
-    rows = (
-        JobEvent.objects.filter(job_id__in=list(events), kind__in=CURVE_EVENTS)
-        .order_by("job_id", "seq")
-        .values_list("job_id", "kind", "data")
-    )
-    for job_id, kind, data in rows.iterator(chunk_size=2000):
-        events[job_id].append((kind, data))
+    events: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+    for job_id in set(jobs.values()):
+        # A long run has a progress event per step and decoding them all takes seconds:
+        # read the (cheap) seqs first and decode about 2 x CURVE_POINTS of them, evenly
+        # spread. Eval points and resumes are few and all read.
+        history = JobEvent.objects.filter(job_id=job_id, kind__in=CURVE_EVENTS)
+        seqs = list(history.filter(kind="progress").order_by("seq").values_list("seq", flat=True))
+        keep = 2 * CURVE_POINTS
+        if len(seqs) > keep:
+            chosen = {seqs[round(i * (len(seqs) - 1) / (keep - 1))] for i in range(keep)}
+            history = history.filter(~Q(kind="progress") | Q(seq__in=sorted(chosen)))
+        events[job_id] = list(history.order_by("seq").values_list("kind", "data"))
     curves = {}
     for model_id, job_id in jobs.items():
         points = training_curve(events[job_id])

@@ -16,6 +16,7 @@ from llmweb.evaluations.services import evaluation_record, evaluation_record_fro
 from tests.factories import (
     evaluation_with_samples,
     generations,
+    job_history,
     job_record,
     ready_dataset,
     sms_rows,
@@ -307,6 +308,22 @@ def test_compare_overlays_training_curves_and_lays_generations_side_by_side(api,
     }
     bad = api(alice).get(f"/api/v1/compare/?dataset={data.pk}&outputs_limit=0")
     assert bad.status_code == 400 and "outputs_limit" in bad.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_a_long_runs_curve_keeps_its_ends_within_500_points(api, alice, team, sms):
+    model = make_model(team, "long")
+    model.job = job_record(team=team, base_model=model, dataset=sms)
+    model.save()
+    job_history(model.job, 3000)  # step i has loss 1/i
+    make_evaluation(model, sms, accuracy=0.9, latency=1)
+
+    body = api(alice).get(f"/api/v1/compare/?models={model.pk}&dataset={sms.pk}").json()
+
+    curve = body["curves"][str(model.pk)]
+    assert 400 <= len(curve) <= 500
+    assert (curve[0]["step"], curve[-1]["step"]) == (1, 3000)
+    assert all(p["loss"] == pytest.approx(1 / p["step"]) for p in curve)
 
 
 def test_pareto_front_keeps_points_nothing_beats_on_both_axes():
