@@ -261,7 +261,15 @@ def classifier_model(team, label_names, *, name: str = "clf", seed: int = 0, hid
     return record
 
 
-def evaluation_with_samples(*, model, dataset, job=None, rows: list[dict] | None = None):
+def evaluation_with_samples(
+    *,
+    model,
+    dataset,
+    job=None,
+    rows: list[dict] | None = None,
+    measure: str = "classification",
+    metrics: dict | None = None,
+):
     """An Evaluation record with a per-sample JSONL in storage, without running a model."""
     from django.conf import settings
 
@@ -296,8 +304,9 @@ def evaluation_with_samples(*, model, dataset, job=None, rows: list[dict] | None
         model=model,
         dataset=dataset,
         split="test",
-        measure="classification",
-        metrics={"accuracy": 0.5, "labels": ["ham", "spam"], "confusion_matrix": [[1, 0], [1, 0]]},
+        measure=measure,
+        metrics=metrics
+        or {"accuracy": 0.5, "labels": ["ham", "spam"], "confusion_matrix": [[1, 0], [1, 0]]},
         signatures={"classification": "sklearn"},
         device="cpu",
         speed={"latency_p50_ms": 1.0},
@@ -445,6 +454,42 @@ def job_history(job, n: int, *, kind: str = "progress") -> list:
     Job.objects.filter(pk=job.pk).update(last_seq=start + n)
     job.refresh_from_db()
     return events
+
+
+def training_history(job, losses: list[float], evals: dict[int, float]) -> None:
+    """A training run's events as the worker writes them: a ``progress`` event per step
+    (step i+1 has ``losses[i]``, 10 steps an epoch), a validation ``metrics`` event at each
+    step of ``evals``, and the final held-out ``metrics`` event that is not on the curve."""
+    from jobs.models import Job, JobEvent
+
+    job.refresh_from_db()
+    data = []
+    for i, loss in enumerate(losses, start=1):
+        data.append(("progress", {"step": i, "total": len(losses), "epoch": i / 10, "loss": loss}))
+        if i in evals:
+            data.append(("metrics", {"step": i, "split": "validation", "loss": evals[i]}))
+    data.append(("metrics", {"step": len(losses), "final": True, "loss": 9.0}))
+    JobEvent.objects.bulk_create(
+        JobEvent(job=job, seq=job.last_seq + n, kind=kind, data=d)
+        for n, (kind, d) in enumerate(data, start=1)
+    )
+    Job.objects.filter(pk=job.pk).update(last_seq=job.last_seq + len(data))
+
+
+def generations(outputs: list[str], *, refs: list[str], inputs: list[str]) -> list[dict]:
+    """Per-sample rows of a generation evaluation, as the engine writes them."""
+    return [
+        {
+            "i": i,
+            "input": src,
+            "reference": ref,
+            "prediction": out,
+            "loss": 1.0 + i,
+            "score": 100.0 if out == ref else 10.0,
+            "correct": out == ref,
+        }
+        for i, (src, ref, out) in enumerate(zip(inputs, refs, outputs, strict=True))
+    ]
 
 
 def sms_rows_balanced_held_out(held_out: int = 16, seed: int = 0) -> list[dict]:

@@ -123,9 +123,15 @@ def evaluate_model(
     tick: Callable[[int], None],
 ) -> ModelEvaluation:
     """Load one model, score it on ``rows``, write its samples, time it."""
-    from jobs.engine import speed
+    from jobs.engine.measure import (
+        MemoryWatch,
+        count_parameters,
+        fixed_threads,
+        speed,
+        weights_bytes,
+    )
 
-    with speed.MemoryWatch() as memory, speed.fixed_threads(config.threads):
+    with MemoryWatch() as memory, fixed_threads(config.threads):
         model, tokenizer = _load(entry, config.task)
         if config.task in CLASSIFICATION_TASKS:
             assert labels is not None
@@ -159,7 +165,7 @@ def evaluate_model(
         memory.stop()
         if config.measure_speed and rows:
             generates = entry.task in ("causal-lm", "seq2seq")
-            timing = speed.measure(
+            timing = speed(
                 model,
                 tokenizer,
                 _speed_inputs(config.task, rows),
@@ -167,12 +173,12 @@ def evaluate_model(
                 runs=config.latency_runs,
                 generate_tokens=min(config.max_new_tokens, 32) if generates else 0,
             )
-        num_parameters = sum(p.numel() for p in model.parameters())
+        num_parameters = count_parameters(model)
     timing.update(memory.result())
     timing.update(
         {
             "num_parameters": int(num_parameters),
-            "size_bytes": speed.size_on_disk(entry.path),
+            "size_bytes": weights_bytes(entry.path),
             "threads": config.threads,
         }
     )

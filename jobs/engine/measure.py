@@ -1,18 +1,33 @@
-"""Before/after figures for a model: size, parameters, latency at batch 1 and 32, quality.
+"""How big, how fast and how good a model is, measured one way for every job.
 
-Distill and compress report how much smaller, faster and worse their output is than
-their input; both measure through here so the figures mean the same thing. Quality is
-computed on rows the caller hands over (an eval split), with the same metric functions
-fine-tuning uses. Latency is the median wall time of one forward pass over a fixed batch
-(after a warm-up pass), on the CPU unless the model sits elsewhere: it is what serving
-that model on this worker costs, not a benchmark of the machine.
+Evaluate times each model it scores; compress and distill report how much smaller, faster
+and worse their output is than their input. All three measure through here, so a latency
+on the compare page, in a compress report and in a distill report means the same thing.
+
+Timing protocol: a fixed CPU thread count where the caller asks for one
+(``fixed_threads``); three warm-up passes; CUDA synchronised around every timed call; a
+forward pass is the same for every head (an encoder-decoder also gets one decoder start
+token), so latency compares models of any task. ``speed`` reports p50/p95 over ``runs``
+passes at batch 1 on one real row, rows/s at batch 32 and, for generation, time to first
+token and tokens/s at batch 1 (``min_new_tokens`` forces the full length so a model that
+stops early is not "faster"). ``measure`` reports the median pass at batch 1 and 32 for
+before/after ratios. It is what serving the model on this worker costs, not a benchmark
+of the machine.
+
+Size is the bytes of the safetensors files a loader reads; parameters count int8 ones too.
+Peak memory is the CUDA allocator peak on a GPU, else the growth of the process's resident
+memory while the model was loaded and run. Quality is computed on rows the caller hands
+over (an eval split), with the same metric functions fine-tuning uses.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,13 +36,15 @@ from jobs.engine.metrics import classification_metrics, perplexity
 from jobs.engine.models.info import weight_files
 from jobs.engine.schemas import CLASSIFICATION_TASKS
 
+WARMUP = 3
+THROUGHPUT_BATCH = 32
+LATENCY_BATCHES = (1, THROUGHPUT_BATCH)
 # Sentences of varied length for latency when no eval rows are given: SMS-like text, the
 # length range our datasets have (a few words to a few lines).
 _SAMPLE_WORDS = (
     "please call me back when you get this message about the meeting tomorrow at noon "
     "congratulations you have won a free prize reply now to claim your reward before friday"
 ).split()
-LATENCY_BATCHES = (1, 32)
 
 
 def sample_texts(n: int = 32) -> list[str]:
@@ -37,6 +54,9 @@ def sample_texts(n: int = 32) -> list[str]:
         " ".join(words[(i * 7 + j) % len(words)] for j in range(4 + (i * 13) % 57))
         for i in range(n)
     ]
+
+
+# --- size ------------------------------------------------------------------------------------
 
 
 def weights_bytes(folder: str | Path) -> int:
@@ -59,7 +79,112 @@ def count_parameters(model: Any) -> int:
     return total
 
 
+class MemoryWatch:
+    """Peak memory while a model is loaded and scored (see the module docstring)."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self.cuda = torch.cuda.is_available()
+        self._peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._base = 0
+
+    def __enter__(self) -> MemoryWatch:
+        import torch
+
+        if self.cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            self._base = torch.cuda.memory_allocated()
+        else:
+            import psutil
+
+            proc = psutil.Process(os.getpid())
+            self._base = self._peak = proc.memory_info().rss
+
+            def sample() -> None:
+                while not self._stop.wait(0.02):
+                    self._peak = max(self._peak, proc.memory_info().rss)
+
+            self._thread = threading.Thread(target=sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop sampling (idempotent): timing must not share the CPU with our sampler."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def result(self) -> dict[str, Any]:
+        import torch
+
+        if self.cuda:
+            peak = torch.cuda.max_memory_allocated() - self._base
+            return {"peak_memory_bytes": int(peak), "memory_kind": "cuda-allocated"}
+        return {"peak_memory_bytes": int(self._peak - self._base), "memory_kind": "cpu-rss-growth"}
+
+
+# --- the timing protocol ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def fixed_threads(threads: int) -> Iterator[None]:
+    """Run with ``threads`` intra-op CPU threads, then restore the previous setting."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    """Seconds of one call, with queued GPU work finished on both sides."""
+    _sync()
+    start = time.perf_counter()
+    fn()
+    _sync()
+    return time.perf_counter() - start
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default), ``q`` in 0-100."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = (len(ordered) - 1) * q / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def _device(model: Any) -> Any:
+    """Where the model's tensors are: a parameter's device, else a buffer's (an int8
+    model keeps its weights in packed params), else the CPU."""
+    import torch
+
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
 def _encode(tokenizer: Any, texts: Sequence[Any], max_length: int) -> dict[str, Any]:
+    """Tokenized rows: strings, or ``(text_a, text_b)`` pairs, padded to the longest."""
     if texts and isinstance(texts[0], tuple | list):
         firsts, seconds = [t[0] for t in texts], [t[1] for t in texts]
         enc = tokenizer(
@@ -77,6 +202,104 @@ def _encode(tokenizer: Any, texts: Sequence[Any], max_length: int) -> dict[str, 
     return dict(enc)
 
 
+def _model_inputs(
+    model: Any, tokenizer: Any, rows: Sequence[Any], max_length: int
+) -> dict[str, Any]:
+    """A forward pass's inputs on the model's device; an encoder-decoder gets one
+    decoder start token, so every head does the same work: encode and score once."""
+    import torch
+
+    device = _device(model)
+    enc = {k: v.to(device) for k, v in _encode(tokenizer, rows, max_length).items()}
+    if getattr(model.config, "is_encoder_decoder", False):
+        start = model.config.decoder_start_token_id or 0
+        enc["decoder_input_ids"] = torch.full(
+            (enc["input_ids"].shape[0], 1), start, dtype=torch.long, device=device
+        )
+    return enc
+
+
+def _batch_of(rows: Sequence[Any], size: int) -> list[Any]:
+    """``size`` rows, repeating them when there are fewer."""
+    return [rows[i % len(rows)] for i in range(size)]
+
+
+def _forward_ms(model: Any, enc: dict[str, Any], runs: int, warmup: int = WARMUP) -> list[float]:
+    """Milliseconds of ``runs`` forward passes after ``warmup`` untimed ones (the first
+    calls allocate and pick kernels)."""
+    import torch
+
+    def forward() -> Any:
+        with torch.inference_mode():
+            return model(**enc)
+
+    for _ in range(warmup):
+        forward()
+    return [_timed(forward) * 1000 for _ in range(runs)]
+
+
+def speed(
+    model: Any,
+    tokenizer: Any,
+    inputs: Sequence[Any],
+    *,
+    max_length: int,
+    runs: int,
+    generate_tokens: int = 0,
+) -> dict[str, Any]:
+    """Latency (ms, batch 1), throughput (rows/s, batch 32) and generation speed.
+
+    ``inputs`` are real rows: a string, or a ``(text_a, text_b)`` pair.
+    ``generate_tokens`` > 0 adds generation figures.
+    """
+    model.eval()
+    latencies = _forward_ms(model, _model_inputs(model, tokenizer, inputs[:1], max_length), runs)
+    batch = _model_inputs(model, tokenizer, _batch_of(inputs, THROUGHPUT_BATCH), max_length)
+    batch_runs = max(3, runs // 5)
+    batch_seconds = sum(_forward_ms(model, batch, batch_runs, warmup=1)) / 1000
+    out: dict[str, Any] = {
+        "latency_p50_ms": percentile(latencies, 50),
+        "latency_p95_ms": percentile(latencies, 95),
+        "latency_runs": runs,
+        "throughput_rows_per_s": THROUGHPUT_BATCH * batch_runs / batch_seconds,
+        "throughput_batch": THROUGHPUT_BATCH,
+        "max_length": max_length,
+    }
+    if generate_tokens > 0:
+        out.update(_generation_speed(model, tokenizer, inputs[0], max_length, generate_tokens))
+    return out
+
+
+def _generation_speed(
+    model: Any, tokenizer: Any, prompt: str, max_length: int, new_tokens: int
+) -> dict[str, Any]:
+    import torch
+
+    device = _device(model)
+    enc = tokenizer([prompt], truncation=True, max_length=max_length, return_tensors="pt")
+    enc.pop("token_type_ids", None)
+    enc = {k: v.to(device) for k, v in enc.items()}
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    def gen(n: int) -> Callable[[], Any]:
+        def run() -> Any:
+            with torch.no_grad():
+                return model.generate(
+                    **enc, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=pad
+                )
+
+        return run
+
+    gen(2)()  # warm-up
+    first = statistics.median(_timed(gen(1)) for _ in range(5))
+    full = statistics.median(_timed(gen(new_tokens)) for _ in range(3))
+    return {
+        "time_to_first_token_ms": first * 1000,
+        "tokens_per_s": new_tokens / full,
+        "generated_tokens": new_tokens,
+    }
+
+
 def latency_ms(
     model: Any,
     tokenizer: Any,
@@ -87,24 +310,11 @@ def latency_ms(
     repeats: int = 3,
 ) -> float:
     """Median milliseconds of one forward pass over the first ``batch_size`` texts."""
-    import torch
+    enc = _model_inputs(model, tokenizer, _batch_of(texts, batch_size), max_length)
+    return round(statistics.median(_forward_ms(model, enc, max(1, repeats))), 2)
 
-    batch = list(texts[:batch_size])
-    while len(batch) < batch_size:  # fewer rows than the batch: repeat them
-        batch.extend(texts[: batch_size - len(batch)])
-    enc = _encode(tokenizer, batch, max_length)
-    device = next(iter(model.buffers()), torch.zeros(0)).device
-    enc = {k: v.to(device) for k, v in enc.items()}
-    if getattr(model.config, "is_encoder_decoder", False):
-        enc["decoder_input_ids"] = enc["input_ids"][:, :1]
-    times = []
-    with torch.inference_mode():
-        model(**enc)  # warm-up: first calls allocate and pick kernels
-        for _ in range(max(1, repeats)):
-            start = time.perf_counter()
-            model(**enc)
-            times.append((time.perf_counter() - start) * 1000)
-    return round(statistics.median(times), 2)
+
+# --- quality ---------------------------------------------------------------------------------
 
 
 def classification_quality(

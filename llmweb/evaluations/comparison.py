@@ -1,4 +1,5 @@
-"""Which numbers a comparison shows, which way is better, and the Pareto front.
+"""Which numbers a comparison shows, which way is better, the Pareto front, the
+training curves of the compared models and their generations side by side.
 
 Plain functions over plain rows (no ORM), so the API, the page and a benchmark agree on
 "best" and on which models are worth their latency.
@@ -7,6 +8,7 @@ Plain functions over plain rows (no ORM), so the API, the page and a benchmark a
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,3 +147,117 @@ def comparison_table(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "best": best,
         "scatter": scatter,
     }
+
+
+# --- training curves -------------------------------------------------------------------------
+
+CURVE_POINTS = 500
+
+
+def _thin(points: list[dict[str, Any]], keep: int) -> list[dict[str, Any]]:
+    """``keep`` points spread evenly over ``points``, the first and the last kept, so a
+    long run still shows where it started and ended."""
+    if len(points) <= keep:
+        return points
+    if keep <= 1:
+        return points[-keep:] if keep else []
+    return [points[round(i * (len(points) - 1) / (keep - 1))] for i in range(keep)]
+
+
+def training_curve(
+    events: Iterable[tuple[str, dict[str, Any]]], *, limit: int = CURVE_POINTS
+) -> list[dict[str, Any]]:
+    """Train and eval loss of one job, step by step, from its event history.
+
+    ``events`` are ``(kind, data)`` in sequence order: ``progress`` carries the train loss,
+    ``metrics`` events of the training loop the eval loss (a ``final`` one is the held-out
+    score after training, not a point of the curve), and ``resumed`` drops the points a
+    resumed run went back over, so a curve never doubles back. At most ``limit`` points:
+    eval points (few and costly) are kept before train points are thinned.
+
+    Returns:
+        ``[{"step", "epoch", "loss", "eval_loss"}]`` sorted by step; a value is ``None``
+        where that step has no such loss. ``epoch`` is the fractional epoch when known.
+    """
+    train: dict[int, dict[str, Any]] = {}
+    evals: dict[int, dict[str, Any]] = {}
+    for kind, data in events:
+        step = data.get("step") if isinstance(data, dict) else None
+        if kind == "resumed":
+            cut = data.get("from_step") or 0
+            for points in (train, evals):
+                for s in [s for s in points if s > cut]:
+                    del points[s]
+            continue
+        if not isinstance(step, int) or isinstance(step, bool):
+            continue
+        if kind == "progress":
+            loss = number(data.get("loss"))
+            if loss is not None:
+                train[step] = {"epoch": number(data.get("epoch")), "loss": loss}
+        elif kind == "metrics" and not data.get("final"):
+            loss = number(data.get("loss", data.get("eval_loss")))
+            if loss is not None:
+                evals[step] = {"epoch": number(data.get("epoch")), "eval_loss": loss}
+    # An eval point's epoch is the train point's at that step, else the run's steps/epoch.
+    rate = next(
+        (p["epoch"] / s for s, p in sorted(train.items(), reverse=True) if p["epoch"] and s),
+        None,
+    )
+    for step, point in evals.items():
+        if point["epoch"] is None:
+            at = train.get(step, {}).get("epoch")
+            point["epoch"] = at if at is not None else (round(step * rate, 4) if rate else None)
+    eval_points = _thin([{"step": s, **evals[s]} for s in sorted(evals)], limit // 2)
+    train_points = _thin([{"step": s, **train[s]} for s in sorted(train)], limit - len(eval_points))
+    merged: dict[int, dict[str, Any]] = {}
+    for point in train_points + eval_points:
+        row = merged.setdefault(
+            point["step"],
+            {"step": point["step"], "epoch": None, "loss": None, "eval_loss": None},
+        )
+        row.update({k: v for k, v in point.items() if v is not None})
+    return [merged[s] for s in sorted(merged)]
+
+
+# --- generations side by side ----------------------------------------------------------------
+
+
+def side_by_side(
+    columns: list[tuple[int, list[dict[str, Any]]]], *, limit: int
+) -> list[dict[str, Any]]:
+    """The same inputs with each evaluation's output: one row per sample index, at most
+    ``limit`` rows.
+
+    ``columns`` pairs an evaluation id with a page of its per-sample rows. Rows are
+    matched by their index ``i`` (the row's place in the split, which every evaluation of
+    one dataset version and split shares), not by position, so a file with a missing row
+    leaves a gap instead of shifting every later output.
+    """
+    by_index: list[dict[int, dict[str, Any]]] = [
+        {int(r.get("i", n)): r for n, r in enumerate(rows)} for _, rows in columns
+    ]
+    indexes = sorted(set().union(*by_index)) if by_index else []
+    out = []
+    for i in indexes[:limit]:
+        first = next(rows[i] for rows in by_index if i in rows)
+        out.append(
+            {
+                "i": i,
+                "input": first.get("input"),
+                "reference": first.get("reference"),
+                "outputs": {
+                    str(evaluation_id): (
+                        {
+                            "prediction": rows[i].get("prediction"),
+                            "score": number(rows[i].get("score")),
+                            "correct": rows[i].get("correct"),
+                        }
+                        if i in rows
+                        else None
+                    )
+                    for (evaluation_id, _), rows in zip(columns, by_index, strict=True)
+                },
+            }
+        )
+    return out

@@ -10,10 +10,18 @@ import pytest
 from jobs import services as job_services
 from jobs.errors import JobError
 from jobs.models import Job
-from llmweb.evaluations.comparison import comparison_table, pareto_front
+from llmweb.evaluations.comparison import comparison_table, pareto_front, training_curve
 from llmweb.evaluations.models import Evaluation
 from llmweb.evaluations.services import evaluation_record, evaluation_record_from_training
-from tests.factories import job_record, ready_dataset, sms_rows
+from tests.factories import (
+    evaluation_with_samples,
+    generations,
+    job_history,
+    job_record,
+    ready_dataset,
+    sms_rows,
+    training_history,
+)
 
 SAMPLES = [
     {"i": 0, "input": "win cash", "true": "spam", "pred": "ham", "loss": 2.5, "correct": False},
@@ -207,6 +215,115 @@ def test_compare_marks_the_best_per_column_and_the_pareto_front(api, alice, char
     assert len(leaderboard["evaluations"]) == 3
     assert api(charlie).get(f"/api/v1/compare/?dataset={sms.pk}").json()["evaluations"] == []
     assert api(alice).get("/api/v1/compare/").status_code == 400
+
+
+def test_a_resumed_run_drops_the_points_it_went_back_over_and_the_final_score():
+    events = [
+        ("progress", {"step": 1, "epoch": 0.5, "loss": 2.0}),
+        ("progress", {"step": 2, "epoch": 1.0, "loss": 1.5}),
+        ("metrics", {"step": 2, "split": "validation", "loss": 1.7}),
+        ("progress", {"step": 3, "epoch": 1.5, "loss": 9.9}),  # lost with the worker
+        ("resumed", {"from_step": 2}),
+        ("progress", {"step": 3, "epoch": 1.5, "loss": 1.2}),
+        ("progress", {"step": 4, "loss": None}),  # a non-finite loss is no point
+        ("metrics", {"step": 4, "split": "validation", "loss": 1.1}),
+        ("metrics", {"step": 4, "final": True, "loss": 0.4}),
+    ]
+
+    assert training_curve(events) == [
+        {"step": 1, "epoch": 0.5, "loss": 2.0, "eval_loss": None},
+        {"step": 2, "epoch": 1.0, "loss": 1.5, "eval_loss": 1.7},
+        {"step": 3, "epoch": 1.5, "loss": 1.2, "eval_loss": None},
+        {"step": 4, "epoch": 2.0, "loss": None, "eval_loss": 1.1},  # epoch from steps/epoch
+    ]
+
+
+def test_a_long_curve_is_thinned_keeping_its_ends_and_every_eval_point():
+    events = [("progress", {"step": s, "loss": 1 / s}) for s in range(1, 5001)]
+    events += [("metrics", {"step": s, "loss": 2 / s}) for s in range(100, 5001, 100)]
+
+    curve = training_curve(events)
+
+    assert len(curve) <= 500
+    assert curve[0]["loss"] == 1.0 and curve[-1]["step"] == 5000
+    assert [p["step"] for p in curve if p["eval_loss"] is not None] == list(range(100, 5001, 100))
+    assert [p["step"] for p in curve] == sorted(p["step"] for p in curve)
+
+
+@pytest.mark.django_db
+def test_compare_overlays_training_curves_and_lays_generations_side_by_side(api, alice, team):
+    pairs = [{"source": f"hello {i}", "target": f"bonjour {i}"} for i in range(30)]
+    data = ready_dataset(team, "seq2seq", pairs, name="pairs")
+    base = make_model(team, "t5", task="seq2seq", labels=None)
+    tuned = make_model(team, "t5-tuned", task="seq2seq", labels=None)
+    tuned.job = job_record(team=team, base_model=base, dataset=data)
+    tuned.save()
+    training_history(tuned.job, [3.0, 2.5, 2.0, 1.8], {2: 2.7, 4: 2.1})
+    inputs, refs = ["hello 0", "hello 1", "hello 2"], ["bonjour 0", "bonjour 1", "bonjour 2"]
+    scores = {"bleu": 10.0, "chrf": 20.0, "rouge1": 0.3}
+    old = evaluation_with_samples(
+        model=base,
+        dataset=data,
+        measure="generation",
+        metrics=scores,
+        rows=generations(["hi", "hi", "hi"], refs=refs, inputs=inputs),
+    )
+    new = evaluation_with_samples(
+        model=tuned,
+        dataset=data,
+        measure="generation",
+        metrics=scores,
+        rows=generations(["bonjour 0", "salut", "bonjour 2"], refs=refs, inputs=inputs),
+    )
+
+    body = (
+        api(alice)
+        .get(f"/api/v1/compare/?models={base.pk},{tuned.pk}&dataset={data.pk}&outputs_limit=2")
+        .json()
+    )
+
+    assert body["curves"] == {
+        str(tuned.pk): [
+            {"step": 1, "epoch": 0.1, "loss": 3.0, "eval_loss": None},
+            {"step": 2, "epoch": 0.2, "loss": 2.5, "eval_loss": 2.7},
+            {"step": 3, "epoch": 0.3, "loss": 2.0, "eval_loss": None},
+            {"step": 4, "epoch": 0.4, "loss": 1.8, "eval_loss": 2.1},
+        ]
+    }
+    outputs = body["outputs"]
+    assert [c["evaluation"] for c in outputs["columns"]] == [old.pk, new.pk]
+    assert outputs["total"] == 3 and outputs["next_offset"] == 2
+    assert [(r["input"], r["reference"]) for r in outputs["rows"]] == list(
+        zip(inputs, refs, strict=True)
+    )[:2]
+    assert [r["outputs"][str(new.pk)]["prediction"] for r in outputs["rows"]] == [
+        "bonjour 0",
+        "salut",
+    ]
+    assert outputs["rows"][0]["outputs"][str(new.pk)]["correct"] is True
+    assert outputs["rows"][0]["outputs"][str(old.pk)] == {
+        "prediction": "hi",
+        "score": 10.0,
+        "correct": False,
+    }
+    bad = api(alice).get(f"/api/v1/compare/?dataset={data.pk}&outputs_limit=0")
+    assert bad.status_code == 400 and "outputs_limit" in bad.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_a_long_runs_curve_keeps_its_ends_within_500_points(api, alice, team, sms):
+    model = make_model(team, "long")
+    model.job = job_record(team=team, base_model=model, dataset=sms)
+    model.save()
+    job_history(model.job, 3000)  # step i has loss 1/i
+    make_evaluation(model, sms, accuracy=0.9, latency=1)
+
+    body = api(alice).get(f"/api/v1/compare/?models={model.pk}&dataset={sms.pk}").json()
+
+    curve = body["curves"][str(model.pk)]
+    assert 400 <= len(curve) <= 500
+    assert (curve[0]["step"], curve[-1]["step"]) == (1, 3000)
+    assert all(p["loss"] == pytest.approx(1 / p["step"]) for p in curve)
 
 
 def test_pareto_front_keeps_points_nothing_beats_on_both_axes():

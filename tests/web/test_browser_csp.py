@@ -6,6 +6,13 @@ import pytest
 
 from llmweb.accounts import services
 from llmweb.catalog.models import RegisteredModel
+from tests.factories import (
+    evaluation_with_samples,
+    generations,
+    job_record,
+    ready_dataset,
+    training_history,
+)
 from tests.support import CHROMIUM, CHROMIUM_ARGS
 from tests.support import browser_login as login
 
@@ -30,9 +37,12 @@ PAGES = [
 
 @pytest.mark.django_db(transaction=True)
 def test_pages_raise_no_csp_violations_and_inline_behaviour_still_works(
-    live_server_proc, alice, team
+    live_server_proc, alice, team, monkeypatch
 ):
     from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop; the ORM must still work around it here.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
     other = services.team_create(owner=alice, name="Second lab")
     model = RegisteredModel.objects.filter(team=team).first()
@@ -66,6 +76,11 @@ def test_pages_raise_no_csp_violations_and_inline_behaviour_still_works(
                 page.goto(base + path)
                 page.wait_for_load_state("load")
             assert problems == [], problems
+            # The compare page draws its curves chart with an inline script (with the nonce).
+            page.goto(base + compare_with_a_curve(team))
+            page.wait_for_load_state("load")
+            assert page.evaluate("window.compareChart.data.datasets.length") == 2
+            assert problems == [], problems
             # data-autosubmit replaced an inline onchange: switching team reloads the page.
             page.goto(base + "/")
             with page.expect_navigation():
@@ -74,3 +89,22 @@ def test_pages_raise_no_csp_violations_and_inline_behaviour_still_works(
             assert problems == [], problems
         finally:
             browser.close()
+
+
+def compare_with_a_curve(team) -> str:
+    """A compare page with one model's training curve and its generations."""
+    pairs = ready_dataset(team, "seq2seq", [{"source": "a", "target": "b"}] * 20, name="p")
+    tuned = RegisteredModel.objects.create(
+        team=team, name="tuned", source="upload", status="ready", task="seq2seq"
+    )
+    tuned.job = job_record(team=team, base_model=tuned, dataset=pairs)
+    tuned.save()
+    training_history(tuned.job, [2.0, 1.0], {2: 1.5})
+    evaluation_with_samples(
+        model=tuned,
+        dataset=pairs,
+        measure="generation",
+        metrics={"bleu": 1.0},
+        rows=generations(["b"], refs=["b"], inputs=["a"]),
+    )
+    return f"/compare/?dataset={pairs.pk}"

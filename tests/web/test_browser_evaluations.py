@@ -8,9 +8,26 @@ import re
 import pytest
 
 from jobs.models import Job
+from llmweb.catalog.models import RegisteredModel
 from llmweb.evaluations.models import Evaluation
-from tests.factories import classifier_model, ready_dataset, sms_rows
+from tests.factories import (
+    classifier_model,
+    evaluation_with_samples,
+    generations,
+    job_record,
+    ready_dataset,
+    sms_rows,
+    training_history,
+)
 from tests.support import browser_login, wait_for
+
+# True once the canvas has any painted pixel: Chart.js drew something.
+PAINTED = """() => {
+  const c = document.getElementById("curves-chart");
+  const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+  for (let i = 3; i < d.length; i += 4) if (d[i]) return true;
+  return false;
+}"""
 
 pytestmark = [
     pytest.mark.browser,
@@ -45,6 +62,10 @@ def test_evaluate_two_models_compare_them_and_filter_samples_by_a_cell(
         what="the evaluate job",
     )
     assert job.status == "succeeded", (job.error, worker.output()[-3000:])
+    # "small" was fine-tuned by a job that logged 30 train and 3 eval losses.
+    small.job = job_record(team=team, base_model=large, dataset=sms)
+    small.save()
+    training_history(small.job, [2.0 - i / 20 for i in range(30)], {10: 1.8, 20: 1.5, 30: 1.2})
 
     page.goto(f"{base}/compare/?models={small.pk},{large.pk}&dataset={sms.pk}")
     rows = page.locator("#compare-table tr.compare-row")
@@ -53,6 +74,16 @@ def test_evaluate_two_models_compare_them_and_filter_samples_by_a_cell(
     assert page.locator("#compare-table td.best").count() >= 2
     assert page.locator("#scatter circle.point").count() == 2
     assert page.locator("#scatter circle.pareto").count() >= 1
+    page.wait_for_function("window.compareChart !== undefined")
+    lines = page.evaluate(
+        "window.compareChart.data.datasets.map(d => [d.label, d.data.length, d.data[0]])"
+    )
+    assert lines == [
+        ["small v1 train", 30, {"x": 1, "y": 2.0}],
+        ["small v1 eval", 3, {"x": 10, "y": 1.8}],
+    ]
+    assert page.evaluate(PAINTED)
+    assert page.locator("#outputs-table").count() == 0  # classifiers generate nothing
     page.screenshot(path=str(live_server_proc.log.with_name("browser-compare.png")))
 
     evaluation = Evaluation.objects.get(job=job, model=small)
@@ -77,3 +108,51 @@ def test_evaluate_two_models_compare_them_and_filter_samples_by_a_cell(
     page.click("#clear-filter")
     page.wait_for_function("!document.getElementById('samples-filter')")
     assert page.locator("#samples-table tr.sample").count() == min(evaluation.num_samples, 25)
+
+
+def test_compare_page_overlays_curves_and_shows_outputs_side_by_side(
+    browser_page, live_server_proc, alice, team
+):
+    page, base = browser_page, live_server_proc.url
+    pairs = [{"source": f"hello {i}", "target": f"bonjour {i}"} for i in range(300)]
+    data = ready_dataset(team, "seq2seq", pairs, name="pairs")
+    test_rows = pairs[-data.num_rows["test"] :]
+    inputs, refs = [p["source"] for p in test_rows], [p["target"] for p in test_rows]
+    models = []
+    for n, said in enumerate(("hi", "bonjour")):
+        model = RegisteredModel.objects.create(
+            team=team, name=f"t5-{said}", source="upload", status="ready", task="seq2seq"
+        )
+        model.job = job_record(team=team, base_model=model, dataset=data)
+        model.save()
+        training_history(model.job, [3.0 - n - i / 10 for i in range(10)], {5: 2.5 - n})
+        outputs = [ref.replace("bonjour", said) for ref in refs]
+        evaluation_with_samples(
+            model=model,
+            dataset=data,
+            measure="generation",
+            metrics={"bleu": 10.0 * (n + 1)},
+            rows=generations(outputs, refs=refs, inputs=inputs),
+        )
+        models.append(model)
+    browser_login(page, base, "alice")
+
+    page.goto(f"{base}/compare/?models={models[0].pk},{models[1].pk}&dataset={data.pk}")
+
+    page.wait_for_function("window.compareChart !== undefined")
+    assert page.evaluate("window.compareChart.data.datasets.length") == 4  # 2 models x 2 lines
+    assert page.evaluate(PAINTED)
+    page.select_option("#curves-x", "epoch")
+    assert page.evaluate("window.compareChart.data.datasets[0].data[0]") == {"x": 0.1, "y": 3.0}
+    assert page.evaluate("window.compareChart.options.scales.x.title.text") == "epoch"
+    rows = page.locator("#outputs-table tr.output-row")
+    assert rows.count() == 20
+    first = rows.nth(0).locator("td")
+    assert [first.nth(i).inner_text() for i in range(3)] == ["0", inputs[0], refs[0]]
+    assert first.nth(3).inner_text().startswith(refs[0].replace("bonjour", "hi"))
+    assert first.nth(4).inner_text().startswith(refs[0])
+    assert "best" in (first.nth(4).get_attribute("class") or "")  # exact match
+    page.click("#more-outputs")
+    page.wait_for_function("document.querySelectorAll('#outputs-table tr.output-row').length > 20")
+    assert rows.count() == len(inputs) == 30
+    page.screenshot(path=str(live_server_proc.log.with_name("browser-compare-outputs.png")))

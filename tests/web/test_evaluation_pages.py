@@ -9,7 +9,14 @@ import pytest
 
 from llmweb.catalog.models import RegisteredModel
 from llmweb.evaluations.services import evaluation_record
-from tests.factories import job_record, ready_dataset, sms_rows
+from tests.factories import (
+    evaluation_with_samples,
+    generations,
+    job_record,
+    ready_dataset,
+    sms_rows,
+    training_history,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -105,6 +112,53 @@ def test_compare_page_marks_the_best_and_draws_the_pareto_front(as_alice, team, 
     assert html.count('class="point pareto"') == 2
     assert '<td class="best" data-key="accuracy">0.9500</td>' in html
     assert '<td class="best" data-key="latency_p50_ms">1.00</td>' in html
+
+
+def test_compare_page_embeds_the_curves_and_shows_outputs_side_by_side(as_alice, team):
+    pairs = [{"source": f"hello {i}", "target": f"bonjour {i}"} for i in range(300)]
+    data = ready_dataset(team, "seq2seq", pairs, name="pairs")
+    test_rows = pairs[-data.num_rows["test"] :]
+    inputs, refs = [p["source"] for p in test_rows], [p["target"] for p in test_rows]
+    models = []
+    for name, said in (("base", "hi"), ("tuned", "<b>bonjour</b>")):
+        model = RegisteredModel.objects.create(
+            team=team, name=name, source="upload", status="ready", task="seq2seq"
+        )
+        evaluation_with_samples(
+            model=model,
+            dataset=data,
+            measure="generation",
+            metrics={"bleu": 1.0},
+            rows=generations([said] * len(inputs), refs=refs, inputs=inputs),
+        )
+        models.append(model)
+    models[1].job = job_record(team=team, base_model=models[0], dataset=data)
+    models[1].save()
+    training_history(models[1].job, [3.0, 2.0], {2: 2.5})
+    url = f"/compare/?models={models[0].pk},{models[1].pk}&dataset={data.pk}"
+
+    html = as_alice.get(url).content.decode()
+
+    curves = json.loads(html.split('id="curves-data" type="application/json">')[1].split("<")[0])
+    assert curves == [
+        {
+            "model": models[1].pk,
+            "label": "tuned v1",
+            "points": [
+                {"step": 1, "epoch": 0.1, "loss": 3.0, "eval_loss": None},
+                {"step": 2, "epoch": 0.2, "loss": 2.0, "eval_loss": 2.5},
+            ],
+        }
+    ]
+    assert 'id="curves-chart"' in html
+    assert html.count('class="output-row"') == 20
+    assert f'<td class="output-input">{inputs[0]}</td>' in html
+    assert "&lt;b&gt;bonjour&lt;/b&gt;" in html  # generated text is escaped
+    more = html.split('id="more-outputs"')[0].rsplit('href="', 1)[1].split('"')[0]
+    assert "outputs=40" in more
+    html = as_alice.get("/compare/" + more.replace("&amp;", "&").split("#")[0]).content.decode()
+    assert html.count('class="output-row"') == len(inputs) == 30
+    assert 'id="more-outputs"' not in html
 
 
 def test_other_teams_cannot_see_an_evaluation(client, charlie, team, tmp_path, settings):

@@ -183,12 +183,16 @@ class EvaluationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
 
 class CompareApi(APIView):
-    """Latest evaluations of 2-6 models on one dataset, or all evaluations on a dataset."""
+    """Latest evaluations of 2-6 models on one dataset, or all evaluations on a dataset;
+    with the training curves of the models' jobs (``curves``: model id -> points of step,
+    epoch, loss, eval_loss, at most 500) and generation outputs side by side (``outputs``)."""
 
     @extend_schema(
         parameters=[
             OpenApiParameter("models", str, description="comma-separated model ids (2-6)"),
             OpenApiParameter("dataset", int, description="dataset id"),
+            OpenApiParameter("outputs_offset", int, description="first row of outputs"),
+            OpenApiParameter("outputs_limit", int, description="rows of outputs (1-200, 20)"),
         ],
         responses=OpenApiTypes.OBJECT,
     )
@@ -198,5 +202,7 @@ class CompareApi(APIView):
                 user=request.user,
                 models=request.query_params.get("models"),
                 dataset=request.query_params.get("dataset"),
+                outputs_offset=request.query_params.get("outputs_offset"),
+                outputs_limit=request.query_params.get("outputs_limit"),
             )
         )

@@ -144,16 +144,26 @@ def evaluation_download(request: HttpRequest, evaluation_id: int) -> FileRespons
     )
 
 
+def _curves_chart(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One line per model with a curve, named like the table rows, for the chart script."""
+    names = {row["model"]: row["model_name"] for row in result["evaluations"]}
+    return [
+        {"model": int(model), "label": names.get(int(model), f"model {model}"), "points": points}
+        for model, points in result["curves"].items()
+    ]
+
+
 @login_required
 def compare(request: HttpRequest) -> HttpResponse:
     """The URL carries the choice (``?models=1,2&dataset=3``), so it can be shared."""
     models = request.GET.get("models") or ",".join(request.GET.getlist("model"))
     dataset = request.GET.get("dataset") or ""
+    shown = request.GET.get("outputs") or ""  # "show more" grows the page of outputs
     result, error = None, None
     if models or dataset:
         try:
             result = selectors.comparison_for_user(
-                user=request.user, models=models, dataset=dataset
+                user=request.user, models=models, dataset=dataset, outputs_limit=shown
             )
         except DomainError as exc:
             error = exc.message
@@ -173,6 +183,11 @@ def compare(request: HttpRequest) -> HttpResponse:
                     }
                 )
             rows.append({**row, "cells": cells})
+    outputs = result.get("outputs") if result else None
+    if outputs:
+        for line in outputs["rows"]:
+            line["cells"] = [line["outputs"][str(c["evaluation"])] for c in outputs["columns"]]
+    more = outputs["limit"] + selectors.OUTPUTS_PAGE if outputs else 0
     return render(
         request,
         "evaluations/compare.html",
@@ -181,6 +196,12 @@ def compare(request: HttpRequest) -> HttpResponse:
             "rows": rows,
             "error": error,
             "scatter_svg": scatter_svg(result["scatter"]) if result else None,
+            "curves": _curves_chart(result) if result else None,
+            "outputs": outputs,
+            "more_outputs_href": _query(request, outputs=min(more, selectors.MAX_OUTPUTS_PAGE))
+            + "#outputs"
+            if outputs and outputs["next_offset"] is not None
+            else None,
             "all_models": catalog.model_list_for_user(user=request.user).filter(status="ready"),
             "all_datasets": catalog.dataset_list_for_user(user=request.user).filter(status="ready"),
             "chosen": chosen,
