@@ -164,9 +164,15 @@ class BatchDecoder:
                 )
             cache = _cache_of(out)
             self.steps += 1
-            logits = out.logits[:, -1, :]  # (B, V)
+            logits = out.logits[:, -1, :].float()  # (B, V)
+            # The model's own beliefs and their top alternatives, once for the whole batch.
+            raw = torch.log_softmax(logits, dim=-1)  # (B, V)
+            k = max(s.row.params.top_logprobs for s in active)
+            values, indices = raw.topk(k, dim=-1) if k else (raw[:, :0], raw[:, :0])
+            values, indices = values.tolist(), indices.tolist()
             for i, slot in enumerate(active):
-                slot.send(slot.row.advance(logits[i : i + 1]))
+                top = (values[i], indices[i])
+                slot.send(slot.row.advance(logits[i : i + 1], raw[i : i + 1], top))
             keep = [i for i, s in enumerate(active) if not s.row.finished]
             if len(keep) < len(active):
                 cache, mask = self._drop(active, keep, cache, mask)

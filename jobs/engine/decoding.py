@@ -153,13 +153,18 @@ class DecodeRow:
             self.finish, self.finished = "cancelled", True
         return self.finished
 
-    def advance(self, logits: Any) -> list[Event]:
-        """Pick the next token from ``logits`` ``(1, V)``; the events it gives (0 or 1)."""
+    def advance(self, logits: Any, raw_logprobs: Any = None, top_k: Any = None) -> list[Event]:
+        """Pick the next token from ``logits`` ``(1, V)``; the events it gives (0 or 1).
+
+        A batch passes its rows' ``raw_logprobs`` ``(1, V)`` and ``top_k`` (values, indices
+        of at least this row's ``top_logprobs``) computed once for all rows.
+        """
         import torch
 
         params = self.params
         logits = logits.float()
-        raw_logprobs = torch.log_softmax(logits, dim=-1)  # (1, V) the model's own belief
+        if raw_logprobs is None:
+            raw_logprobs = torch.log_softmax(logits, dim=-1)  # (1, V) the model's own belief
         scores = self.procs(self.history, logits) if self.procs else logits
         if params.greedy:
             token = scores.argmax(dim=-1, keepdim=True)  # (1, 1)
@@ -170,10 +175,12 @@ class DecodeRow:
         token_id = self.token_id = int(token[0, 0])
         top = []
         if params.top_logprobs:
-            values, indices = raw_logprobs[0].topk(params.top_logprobs)
+            if top_k is None:
+                top_k = [t.tolist() for t in raw_logprobs[0].topk(params.top_logprobs)]
+            values, indices = (t[: params.top_logprobs] for t in top_k)
             top = [
                 {"token": _token_str(self.tokenizer, int(i)), "logprob": float(v)}
-                for v, i in zip(values.tolist(), indices.tolist(), strict=True)
+                for v, i in zip(values, indices, strict=True)
             ]
         logprob = float(raw_logprobs[0, token_id])
         self.n += 1
