@@ -121,6 +121,7 @@ def start_stack(work: Path, streams: int) -> tuple[dict, list[subprocess.Popen]]
         instance="bench",
         concurrency=streams,
         pool="threads",
+        prefetch=False,
         quiet=True,
     )
     procs = [

@@ -190,7 +190,7 @@ def playground_server(django_db_setup, inference_queue):
 def inference_worker(django_db_setup, inference_queue):
     """The pool an inference worker runs (as the run command starts it): threads, so a model
     is loaded once per process and concurrent requests for it decode in one batch."""
-    w = Worker(queues=inference_queue, concurrency=4, pool="threads")
+    w = Worker(queues=inference_queue, concurrency=4, pool="threads", prefetch=False)
     try:
         w.wait_ready()
         yield w

@@ -194,6 +194,7 @@ def main() -> int:
                     instance=instance,
                     concurrency=INFERENCE_THREADS,
                     pool="threads",
+                    prefetch=False,  # waiting requests stay on the queue: live positions
                 ),
                 env,
             )

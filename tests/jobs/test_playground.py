@@ -246,6 +246,54 @@ def test_concurrent_requests_for_one_model_decode_in_one_batch(
     assert ids(together["d"]) == ids(alone["d"])[: len(ids(together["d"]))]
 
 
+def test_a_waiting_request_sees_its_place_in_the_queue_move(
+    playground_server, inference_worker, client, alice, long_model
+):
+    cookie = _login(client, alice)
+
+    def generate(rid, params):
+        body = {"type": "generate", "id": rid, "model": long_model.id, "prompt": "the"}
+        return json.dumps({**body, "params": params})
+
+    def queued(rid, position):
+        return lambda m: m.get("id") == rid and m["type"] == "queued" and m["position"] == position
+
+    async def go():
+        async with _connect(playground_server, cookie) as busy:
+            async with _connect(playground_server, cookie) as waiting:
+                await _next(busy)
+                await _next(waiting)
+                for rid in "wxyz":  # every thread of the worker
+                    await busy.send(generate(rid, LONG))
+                started: set[str] = set()
+                await _until(
+                    busy,
+                    lambda m: (
+                        m["type"] == "started"
+                        and started.add(m["id"]) is None
+                        and len(started) == 4
+                    ),
+                )
+                # Read the busy socket all along, so its streams never back up.
+                drain = asyncio.create_task(_until(busy, lambda m: False, timeout=120))
+                await waiting.send(generate("p", {"max_new_tokens": 3}))
+                await _until(waiting, queued("p", 1))
+                await waiting.send(generate("q", {"max_new_tokens": 3}))
+                await _until(waiting, queued("q", 2), timeout=30)
+                await busy.send(json.dumps({"type": "stop", "id": "w"}))
+                # p takes the freed thread; q, still waiting, is told it moved up.
+                moved = await _until(waiting, queued("q", 1), timeout=30)
+                for rid in "xyz":
+                    await busy.send(json.dumps({"type": "stop", "id": rid}))
+                rest = await _until(waiting, _done("q"), timeout=60)
+                drain.cancel()
+                return moved, rest
+
+    moved, rest = asyncio.run(go())
+    assert any(m.get("id") == "p" and m["type"] == "started" for m in moved + rest)
+    assert rest[-1]["type"] == "done" and rest[-1]["completion_tokens"] == 3
+
+
 def test_two_models_stream_side_by_side(
     playground_server, inference_worker, client, alice, long_model, classifier
 ):
