@@ -67,6 +67,12 @@ class BatchDecoder:
         self._thread: threading.Thread | None = None
         self.steps = 0  # batched forwards so far (tests and logs read it)
 
+    @property
+    def running(self) -> bool:
+        """Whether a decoding thread is at work (it ends when no row is left)."""
+        with self._lock:
+            return self._thread is not None
+
     def stream(
         self,
         *,
@@ -80,13 +86,16 @@ class BatchDecoder:
         Raises:
             EngineError: ``empty_prompt``; whatever the decoding thread raised.
         """
+        # A request whose reader went away (its sender failed, the generator was closed)
+        # stops like a Stop: nobody would read the rest.
+        gone = threading.Event()
         row = prepare_row(
             self.model,
             self.tokenizer,
             prompt=prompt,
             input_ids=input_ids,
             params=params,
-            should_stop=should_stop,
+            should_stop=lambda: gone.is_set() or should_stop(),
         )
         slot = _Slot(row)
         with self._lock:
@@ -94,29 +103,33 @@ class BatchDecoder:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="batch-decoder", daemon=True)
                 self._thread.start()
-        while True:
-            event = slot.events.get()
-            if event is _END:
-                return
-            if isinstance(event, BaseException):
-                raise event
-            yield event
+        try:
+            while True:
+                event = slot.events.get()
+                if event is _END:
+                    return
+                if isinstance(event, BaseException):
+                    raise event
+                yield event
+        finally:
+            gone.set()
 
     # ------------------------------------------------------------------ decoding thread
 
     def _run(self) -> None:
         active: list[_Slot] = []
+        joining: list[_Slot] = []
         try:
-            self._loop(active)
+            self._loop(active, joining)
         except BaseException as e:  # noqa: BLE001 - every waiting request learns of it
             log.exception("batched decoding failed")
             with self._lock:
                 waiting, self._pending = self._pending, []
                 self._thread = None
-            for slot in [*active, *waiting]:
+            for slot in [*active, *joining, *waiting]:
                 slot.events.put(e)
 
-    def _loop(self, active: list[_Slot]) -> None:
+    def _loop(self, active: list[_Slot], joining: list[_Slot]) -> None:
         import torch
 
         cache: Any = None
@@ -124,21 +137,21 @@ class BatchDecoder:
         while True:
             with self._lock:
                 room = self.max_batch - len(active)
-                joining, self._pending = self._pending[:room], self._pending[room:]
+                joining[:], self._pending = self._pending[:room], self._pending[room:]
                 if not active and not joining:
                     self._thread = None
                     return
-            for slot in joining:
-                if slot.row.check_stop():
-                    slot.finish()
-                    continue
-                row_cache, row_logits = self._prefill(slot.row)
-                slot.send(slot.row.advance(row_logits))
+            while joining:
+                slot = joining[0]
+                if not slot.row.check_stop():
+                    row_cache, row_logits = self._prefill(slot.row)
+                    slot.send(slot.row.advance(row_logits))
                 if slot.row.finished:
                     slot.finish()
-                    continue
-                cache, mask = _join(cache, mask, row_cache, len(slot.row.prompt_ids))
-                active.append(slot)
+                else:
+                    cache, mask = _join(cache, mask, row_cache, len(slot.row.prompt_ids))
+                    active.append(slot)
+                joining.pop(0)
             # Stop: a row asked to stop gets no further token.
             keep = [i for i, s in enumerate(active) if not s.row.check_stop()]
             if len(keep) < len(active):

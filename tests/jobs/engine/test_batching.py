@@ -9,6 +9,7 @@ import pytest
 from jobs.engine.batching import BatchDecoder
 from jobs.engine.sampling import SamplingParams
 from jobs.engine.serving import ModelCache, stream_generate
+from tests.support import wait_for
 
 PROMPTS = ["the quick brown", "a", "fox fox the lazy dog and the", "brown"]
 
@@ -108,6 +109,16 @@ def test_stopping_one_row_stops_it_within_a_step_and_not_the_others(loaded):
         assert out[i][-1]["finish_reason"] == "length"
         assert _ids(out[i]) == _ids(alone[i])
     assert max(o[-1]["batch_size"] for o in out.values()) >= 2
+
+
+def test_a_request_whose_reader_left_stops_decoding(loaded):
+    decoder = BatchDecoder(loaded.model, loaded.tokenizer)
+    params = SamplingParams(max_new_tokens=4000, temperature=0, ignore_eos=True)
+    stream = decoder.stream(prompt="the", params=params)
+    assert next(stream)["type"] == "token"
+    stream.close()  # as when sending to the requester failed
+    wait_for(lambda: not decoder.running, timeout=60, what="the decoding thread to end")
+    assert decoder.steps < 4000
 
 
 def test_an_encoder_decoder_model_decodes_alone(playground_folders):
