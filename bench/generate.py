@@ -8,10 +8,12 @@ every answer has exactly ``--tokens`` tokens. Rows:
 
   1. bare ``model.generate`` in this process: TTFT = a 1-token generate; tokens/s from a
      ``--tokens`` generate minus that;
-  2. the engine's loop (``jobs.engine.serving.stream_generate``) in this process;
+  2. the engine's loop (``jobs.engine.decoding.stream_generate``) in this process, and
+     its batch (``jobs.engine.batching.BatchDecoder``) with ``--streams`` request threads;
   3. llmweb: websocket client -> ASGI server -> Redis -> threaded Celery worker -> back,
      one stream (TTFT from sending the prompt to the first token, at the client);
-  4. llmweb, ``--streams`` concurrent streams on one socket each: aggregate tokens/s;
+  4. llmweb, ``--streams`` concurrent streams on one socket each: aggregate tokens/s (the
+     worker decodes them in one batch; the table gives the largest batch it reported);
   5. Stop: from sending Stop to the worker's ``done`` at the client, in decoding steps.
 
 Targets (issue 12): TTFT warm <= bare + 100 ms; one stream >= 0.9x bare tokens/s;
@@ -48,9 +50,12 @@ def build_model(dest: Path, size: str) -> Path:
     return dest
 
 
-def bare(folder: Path, tokens: int, repeats: int = 3) -> dict:
+def bare(folder: Path, tokens: int, streams: int, repeats: int = 3) -> dict:
+    import threading
+
     import torch
 
+    from jobs.engine.batching import BatchDecoder
     from jobs.engine.models.loading import load_for_task
     from jobs.engine.sampling import SamplingParams
     from jobs.engine.serving import stream_generate
@@ -74,7 +79,23 @@ def bare(folder: Path, tokens: int, repeats: int = 3) -> dict:
     loops = [
         list(stream_generate(model, tok, prompt=PROMPT, params=params))[-1] for _ in range(repeats)
     ]
+    # The engine's batch in this process: ``streams`` request threads, one BatchDecoder.
+    decoder = BatchDecoder(model, tok)
+    counts: list[int] = []
+
+    def request() -> None:
+        events = list(decoder.stream(prompt=PROMPT, params=params))
+        counts.append(events[-1]["completion_tokens"])
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=request) for _ in range(streams)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    batch_tps = sum(counts) / (time.perf_counter() - started)
     return {
+        "loop_agg_tps": batch_tps,
         "bare_ttft": one,
         "bare_tps": (tokens - 1) / (full - one),
         "loop_ttft": statistics.median(d["ttft"] for d in loops),
@@ -85,6 +106,7 @@ def bare(folder: Path, tokens: int, repeats: int = 3) -> dict:
 def start_stack(work: Path, streams: int) -> tuple[dict, list[subprocess.Popen]]:
     from llmweb.devtools.redis import ensure_redis, free_port
     from llmweb.devtools.server import asgi_command
+    from llmweb.devtools.workers import worker_command
 
     redis = ensure_redis()
     env = {
@@ -111,24 +133,17 @@ def start_stack(work: Path, streams: int) -> tuple[dict, list[subprocess.Popen]]
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     port = free_port()
     log = open(work / "stack.log", "w")  # noqa: SIM115
-    worker = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "llmweb",
-        "worker",
-        "-Q",
-        "bench-inference",
-        "-P",
-        "threads",
-        "-c",
-        str(streams),
-        "-n",
-        "bench-gen@%h",
-        "--without-gossip",
-        "--without-mingle",
-    ]
+    # The inference worker as the run command starts it (threads pool, batched decoding),
+    # with a thread per stream so every stream is in the batch at once.
+    worker = worker_command(
+        role="bench-inference",
+        queues="bench-inference",
+        instance="bench",
+        concurrency=streams,
+        pool="threads",
+        prefetch=False,
+        quiet=True,
+    )
     procs = [
         subprocess.Popen(worker, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT),
         subprocess.Popen(
@@ -217,10 +232,14 @@ def stack(env: dict, folder: Path, tokens: int, streams: int) -> dict:
         tps = statistics.median(
             (len(s["times"]) - 1) / (s["times"][-1] - s["times"][0]) for s in singles
         )
-        start = time.perf_counter()
-        many = await asyncio.gather(*(one(f"c{i}") for i in range(streams)))
-        wall = max(m["end"] for m in many) - start
-        agg = sum(len(m["times"]) for m in many) / wall
+        # Median of three rounds: on a shared machine one round can land on a busy moment.
+        rounds = []
+        for r in range(3):
+            start = time.perf_counter()
+            many = await asyncio.gather(*(one(f"c{r}-{i}") for i in range(streams)))
+            wall = max(m["end"] for m in many) - start
+            rounds.append((sum(len(m["times"]) for m in many) / wall, many))
+        agg, many = sorted(rounds, key=lambda x: x[0])[1]
         stop = await one("stop", 4000, stop_after=20)
         done = stop["done"]
         # The worker's clock (same host): Stop sent -> decoding ended, in decoding steps.
@@ -230,6 +249,7 @@ def stack(env: dict, folder: Path, tokens: int, streams: int) -> dict:
             "stack_ttft": ttft,
             "stack_tps": tps,
             "agg_tps": agg,
+            "batch": max(m["done"].get("batch_size") or 1 for m in many),
             "stop_seconds": latency,
             "stop_steps": latency / step,
             "stop_in_process": done["stopped_at"] - done["stop_received_at"],
@@ -249,7 +269,7 @@ def main() -> None:
     procs: list[subprocess.Popen] = []
     try:
         folder = build_model(work / "model", args.size)
-        b = bare(folder, args.tokens)
+        b = bare(folder, args.tokens, args.streams)
         env, procs = start_stack(work, args.streams)
         s = stack(env, folder, args.tokens, args.streams)
     finally:
@@ -280,9 +300,9 @@ def main() -> None:
         (
             f"aggregate tokens/s, {args.streams} streams",
             "",
-            "",
+            f"{b['loop_agg_tps']:.1f} ({b['loop_agg_tps'] / b['loop_tps']:.2f}x)",
             f"{s['agg_tps']:.1f}",
-            f">= 3x one stream ({s['agg_tps'] / s['stack_tps']:.2f}x)",
+            f">= 3x one stream ({s['agg_tps'] / s['stack_tps']:.2f}x; batch {s['batch']})",
         ),
         (
             "Stop sent -> worker stopped, ms",

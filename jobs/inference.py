@@ -2,7 +2,8 @@
 
 An inference worker runs Celery's *threads* pool (``-P threads``): every request is a
 thread of one process, so each model sits in memory once however many requests use it,
-and a Stop reaches the decoding thread through a ``threading.Event``. (A prefork pool
+concurrent requests for one model join one batched decode (``jobs.engine.batching``), and
+a Stop reaches the decoding thread through a ``threading.Event``. (A prefork pool
 would load the model once per child; a solo pool would serve one request at a time.)
 Torch releases the GIL inside its kernels, so threads do decode in parallel.
 """
@@ -14,6 +15,7 @@ import os
 import socket
 import threading
 import time
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -129,9 +131,15 @@ def _run(message: dict[str, Any], stream: ReplyStream) -> dict[str, Any]:
     if mode == "chat":
         input_ids = chat_input_ids(loaded.tokenizer, message.get("messages") or [])
     done = {}
-    for event in stream_generate(
-        loaded.model,
-        loaded.tokenizer,
+    # Concurrent requests for one decoder-only model share one batched decode; the others
+    # (encoder-decoder) decode alone on this thread.
+    decoder = loaded.batch_decoder()
+    generate = (
+        decoder.stream
+        if decoder is not None
+        else partial(stream_generate, loaded.model, loaded.tokenizer)
+    )
+    for event in generate(
         prompt=message.get("prompt"),
         input_ids=input_ids,
         params=params,

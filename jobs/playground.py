@@ -39,6 +39,8 @@ from llmweb.core.ids import MAX_ID
 log = logging.getLogger(__name__)
 
 GENERATE_TASK = "jobs.tasks.generate"
+# How often a waiting request looks at its place in the queue.
+POSITION_INTERVAL_SECONDS = 1.0
 MAX_PROMPT_CHARS = 50_000
 MAX_MESSAGES = 200
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -209,14 +211,38 @@ def playground_check_capacity() -> int:
     return depth
 
 
+def playground_queue_position(request_id: str) -> int | None:
+    """1 + the requests ahead of ``request_id`` on the inference queue; None when it is no
+    longer waiting there (a worker took it).
+
+    kombu's Redis transport pushes on the left and workers pop from the right, so the
+    requests ahead are the entries to the right of ours. Its task id is the request id.
+    Playground messages carry no priority, so only the first priority list holds them.
+    """
+    from llmweb.celery import app
+
+    with app.connection_for_write() as conn:
+        client = conn.default_channel.client
+        # LRANGE is not among the commands kombu prefixes itself.
+        key = getattr(client, "global_keyprefix", "") + settings.LLMWEB_INFERENCE_QUEUE
+        entries = client.lrange(key, 0, -1)
+    needle = request_id.encode()
+    for i, raw in enumerate(entries):
+        if needle in (raw if isinstance(raw, bytes) else str(raw).encode()):
+            return len(entries) - i
+    return None
+
+
 def _enqueue(message: dict[str, Any], expires: float) -> int:
     from llmweb.celery import app
 
     depth = playground_queue_depth()
     # expires: a request nobody picked up before the requester gave up is dropped, not
-    # generated into a channel nobody reads.
+    # generated into a channel nobody reads. The task id is the request id, so the
+    # request can find its place in the queue (playground_queue_position).
     queue = settings.LLMWEB_INFERENCE_QUEUE
-    app.send_task(GENERATE_TASK, args=[message], queue=queue, expires=expires)
+    rid = message["request_id"]
+    app.send_task(GENERATE_TASK, args=[message], queue=queue, expires=expires, task_id=rid)
     return depth
 
 
@@ -261,13 +287,27 @@ async def playground_stream(message: dict[str, Any]) -> AsyncIterator[dict[str, 
             finished = True
             yield _error("queue_unavailable", "The inference queue cannot be reached.")
             return
-        yield {"type": "queued", "request_id": rid, "position": ahead + 1}
+        position = ahead + 1
+        yield {"type": "queued", "request_id": rid, "position": position}
         started = False
+        loop = asyncio.get_running_loop()
+        start_deadline = loop.time() + start_timeout
         while True:
-            timeout = stall_timeout if started else start_timeout
+            if started:
+                timeout = stall_timeout
+            else:
+                # While it waits, look at its place in the queue now and then; the page
+                # shows each new position.
+                timeout = min(POSITION_INTERVAL_SECONDS, max(0.0, start_deadline - loop.time()))
             try:
                 received = await asyncio.wait_for(layer.receive(reply), timeout)
             except TimeoutError:
+                if not started and loop.time() < start_deadline:
+                    now = await asyncio.to_thread(playground_queue_position, rid)
+                    if now is not None and now != position:
+                        position = now
+                        yield {"type": "queued", "request_id": rid, "position": position}
+                    continue
                 if started:
                     yield _error(
                         "worker_lost",

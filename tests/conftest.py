@@ -188,8 +188,9 @@ def playground_server(django_db_setup, inference_queue):
 
 @pytest.fixture(scope="module")
 def inference_worker(django_db_setup, inference_queue):
-    """The pool an inference worker runs: threads, so a model is loaded once per process."""
-    w = Worker(queues=inference_queue, concurrency=2, pool="threads")
+    """The pool an inference worker runs (as the run command starts it): threads, so a model
+    is loaded once per process and concurrent requests for it decode in one batch."""
+    w = Worker(queues=inference_queue, concurrency=4, pool="threads", prefetch=False)
     try:
         w.wait_ready()
         yield w

@@ -141,6 +141,7 @@ class Worker:
         beat: bool = False,
         env: dict[str, str] | None = None,
         pool: str | None = None,
+        prefetch: bool = True,
     ):
         env = env or {}
         self.instance = env.get("LLMWEB_INSTANCE") or settings.LLMWEB_INSTANCE
@@ -157,6 +158,7 @@ class Worker:
             beat_schedule=self.log.with_suffix(".beat") if beat else None,
             quiet=True,
             pool=pool,
+            prefetch=prefetch,
         )
         self.proc = subprocess.Popen(
             args,

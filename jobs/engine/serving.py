@@ -1,22 +1,8 @@
-"""Interactive generation: a cache of loaded models and a token-by-token decoding loop.
+"""Interactive generation: a cache of loaded models, prompts, classify and attention.
 
-The loop is written out (one forward per token with the KV cache) rather than run
-inside ``model.generate`` with a streamer thread, because the playground needs, at every
-step: a cancel check (Stop takes effect before the next forward, i.e. within one
-decoding step), the chosen token's log-probability and its top alternatives, stop
-strings that never leak into the output, and timings. The logits processors are the
-ones ``generate`` uses, so sampling behaves the same. ``bench/generate.py`` compares
-this loop with bare ``model.generate``.
-
-Events are plain dicts (they travel through Redis as they are):
-
-- ``{"type": "token", "index", "id", "token", "text", "logprob", "top_logprobs": [{"token",
-  "logprob"}], "t"}``: ``text`` is what this token adds to the answer (may be ``""``
-  while a multi-byte character or a possible stop string is pending), ``t`` seconds
-  since the request started;
-- ``{"type": "text", "text"}``: held-back text released at the end;
-- ``{"type": "done", "finish_reason": "stop" | "length" | "cancelled", "text",
-  "prompt_tokens", "completion_tokens", "ttft", "tokens_per_second", "seconds"}``.
+The decoding itself lives in ``jobs.engine.decoding`` (one request, and the per-answer
+state both loops share) and ``jobs.engine.batching`` (concurrent requests for one model
+decoded as one batch); ``stream_generate`` is re-exported here for callers of the old name.
 """
 
 from __future__ import annotations
@@ -24,20 +10,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from jobs.engine.base import EngineError
+from jobs.engine.batching import BatchDecoder, batchable
+from jobs.engine.decoding import Event, _token_str, stream_generate
 from jobs.engine.models.loading import load_for_task
-from jobs.engine.sampling import SamplingParams
 
 log = logging.getLogger(__name__)
 
-Event = dict[str, Any]
+__all__ = ["Event", "LoadedModel", "ModelCache", "stream_generate"]
 
 
 # --------------------------------------------------------------------------- the cache
@@ -54,10 +40,21 @@ class LoadedModel:
     nbytes: int
     load_seconds: float
     lock: threading.Lock = field(default_factory=threading.Lock)
+    _decoder: BatchDecoder | None = field(default=None, repr=False)
 
     @property
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def batch_decoder(self) -> BatchDecoder | None:
+        """The one batch every concurrent generation of this model joins; None for models
+        that decode alone (encoder-decoder, sliding-window caches)."""
+        if not batchable(self.model):
+            return None
+        with self.lock:
+            if self._decoder is None:
+                self._decoder = BatchDecoder(self.model, self.tokenizer)
+            return self._decoder
 
 
 def model_nbytes(model: Any) -> int:
@@ -223,258 +220,7 @@ def chat_input_ids(tokenizer: Any, messages: Sequence[dict[str, str]]) -> list[i
     return [int(i) for i in out]
 
 
-def _max_positions(model: Any) -> int | None:
-    cfg = model.config
-    for name in ("max_position_embeddings", "n_positions"):
-        value = getattr(cfg, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
-# --------------------------------------------------------------------------- decoding
-
-
-class _Detokenizer:
-    """Text of a growing id list, a piece per token, without re-decoding the whole answer
-    and without splitting a multi-byte character across pieces (TGI's offsets trick)."""
-
-    def __init__(self, tokenizer: Any) -> None:
-        self.tok = tokenizer
-        self.ids: list[int] = []
-        self.prefix = 0
-        self.read = 0
-
-    def add(self, token_id: int) -> str:
-        self.ids.append(token_id)
-        before = self.tok.decode(self.ids[self.prefix : self.read], skip_special_tokens=True)
-        after = self.tok.decode(self.ids[self.prefix :], skip_special_tokens=True)
-        if len(after) > len(before) and not after.endswith("\ufffd"):
-            self.prefix, self.read = self.read, len(self.ids)
-            return after[len(before) :]
-        return ""
-
-
-def _held_back(text: str, stops: Sequence[str]) -> int:
-    """How many trailing characters of ``text`` could still begin a stop string."""
-    keep = 0
-    for stop in stops:
-        for n in range(min(len(stop) - 1, len(text)), 0, -1):
-            if text.endswith(stop[:n]):
-                keep = max(keep, n)
-                break
-    return keep
-
-
-def _processors(params: SamplingParams) -> Any:
-    from transformers import (
-        LogitsProcessorList,
-        RepetitionPenaltyLogitsProcessor,
-        TemperatureLogitsWarper,
-        TopKLogitsWarper,
-        TopPLogitsWarper,
-    )
-
-    procs = LogitsProcessorList()
-    if params.repetition_penalty != 1.0:
-        procs.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
-    if not params.greedy:
-        if params.temperature != 1.0:
-            procs.append(TemperatureLogitsWarper(params.temperature))
-        if params.top_k:
-            procs.append(TopKLogitsWarper(params.top_k))
-        if params.top_p < 1.0:
-            procs.append(TopPLogitsWarper(params.top_p))
-    return procs
-
-
-def stream_generate(
-    model: Any,
-    tokenizer: Any,
-    *,
-    prompt: str | None = None,
-    input_ids: Sequence[int] | None = None,
-    params: SamplingParams | None = None,
-    should_stop: Callable[[], bool] = lambda: False,
-) -> Iterator[Event]:
-    """Yield a ``token`` event per generated token, then one ``done`` event.
-
-    Give ``prompt`` (text) or ``input_ids`` (a chat template's output). ``should_stop``
-    is called before every forward pass: once it answers True no further token is
-    computed and ``done`` says ``cancelled``. Works for decoder-only and encoder-decoder
-    models; the prompt is cut from the left when it and ``max_new_tokens`` do not fit the
-    model's positions.
-
-    Raises:
-        EngineError: ``empty_prompt`` when there is nothing to continue from.
-    """
-    import torch
-
-    params = params or SamplingParams()
-    start = time.perf_counter()
-    device = model.device
-    seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
-    if input_ids is None:
-        enc = tokenizer(prompt or "")
-        input_ids = enc["input_ids"]
-    ids = [int(i) for i in input_ids]
-    if not ids and not seq2seq:
-        bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else None
-        if bos is None:
-            raise EngineError("The prompt is empty.", code="empty_prompt", param="prompt")
-        ids = [bos]
-    max_new = params.max_new_tokens
-    limit = _max_positions(model)
-    if limit is not None and not seq2seq:
-        max_new = min(max_new, max(1, limit - 1))
-        ids = ids[-(limit - max_new) :]
-    elif limit is not None:
-        ids = ids[:limit]
-        max_new = min(max_new, limit)
-    prompt_tokens = len(ids)
-    procs = _processors(params)
-    generator = None
-    if params.seed is not None and not params.greedy:
-        generator = torch.Generator(device=device).manual_seed(params.seed)
-    eos = None if params.ignore_eos else _eos_ids(model, tokenizer)
-    stops = [s for s in (params.stop or []) if s]
-    detok = _Detokenizer(tokenizer)
-    text, emitted = "", 0
-    history = torch.tensor([ids], dtype=torch.long, device=device)  # (1, T) for penalties
-    past: Any = None
-    encoder_kwargs: dict[str, Any] = {}
-    if seq2seq:
-        src = history
-        with torch.inference_mode():
-            encoder_kwargs["encoder_outputs"] = model.get_encoder()(input_ids=src)
-        dec_start = model.config.decoder_start_token_id
-        if dec_start is None:
-            dec_start = tokenizer.pad_token_id or 0
-        history = torch.tensor([[dec_start]], dtype=torch.long, device=device)
-    step_input = history
-    finish = "length"
-    first_t: float | None = None
-    last_t = start
-    n = 0
-    while n < max_new:
-        if should_stop():
-            finish = "cancelled"
-            break
-        with torch.inference_mode():
-            if seq2seq:
-                out = model(
-                    decoder_input_ids=step_input, cache=past, use_cache=True, **encoder_kwargs
-                )
-            else:
-                # logits_to_keep=1: the prompt pass computes vocabulary logits for the last
-                # position only, not (T, V).
-                out = model(input_ids=step_input, cache=past, use_cache=True, logits_to_keep=1)
-            logits = out.logits[:, -1, :].float()  # (1, V)
-            past = _cache_of(out)
-            raw_logprobs = torch.log_softmax(logits, dim=-1)  # (1, V) the model's own belief
-            scores = procs(history, logits) if procs else logits
-            if params.greedy:
-                token = scores.argmax(dim=-1, keepdim=True)  # (1, 1)
-            else:
-                probs = torch.softmax(scores, dim=-1)
-                token = torch.multinomial(probs, 1, generator=generator)  # (1, 1)
-            history = torch.cat([history, token], dim=-1)
-            step_input = token
-            token_id = int(token[0, 0])
-            top = []
-            if params.top_logprobs:
-                values, indices = raw_logprobs[0].topk(params.top_logprobs)
-                top = [
-                    {"token": _token_str(tokenizer, int(i)), "logprob": float(v)}
-                    for v, i in zip(values.tolist(), indices.tolist(), strict=True)
-                ]
-            logprob = float(raw_logprobs[0, token_id])
-        n += 1
-        last_t = time.perf_counter()
-        if first_t is None:
-            first_t = last_t
-        if eos is not None and token_id in eos:
-            finish = "stop"
-            n -= 1  # the end marker is not part of the answer
-            break
-        text += detok.add(token_id)
-        cut = _stop_cut(text, stops)
-        if cut is not None:
-            text = text[:cut]
-            finish = "stop"
-        safe = len(text) if cut is not None else len(text) - _held_back(text, stops)
-        piece, emitted = text[emitted:safe], max(emitted, safe)
-        yield {
-            "type": "token",
-            "index": n - 1,
-            "id": token_id,
-            "token": _token_str(tokenizer, token_id),
-            "text": piece,
-            "logprob": logprob,
-            "top_logprobs": top,
-            "t": last_t - start,
-        }
-        if cut is not None:
-            break
-    if emitted < len(text):
-        yield {"type": "text", "text": text[emitted:]}
-    end = time.perf_counter()
-    decode_span = last_t - first_t if first_t is not None else 0.0
-    yield {
-        "type": "done",
-        "finish_reason": finish,
-        "text": text,
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": n,
-        "ttft": (first_t - start) if first_t is not None else None,
-        "tokens_per_second": ((n - 1) / decode_span) if n > 1 and decode_span > 0 else None,
-        "seconds": end - start,
-    }
-
-
-def _cache_of(output: Any) -> Any:
-    # transformers 5 renames past_key_values to cache; read whichever this version returns.
-    cache = getattr(output, "cache", None)
-    return cache if cache is not None else output.past_key_values
-
-
-def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
-    ids: set[int] = set()
-    gen = getattr(model, "generation_config", None)
-    for source in (getattr(gen, "eos_token_id", None), tokenizer.eos_token_id):
-        if isinstance(source, int):
-            ids.add(source)
-        elif isinstance(source, list | tuple):
-            ids.update(int(i) for i in source)
-    return ids
-
-
-def _stop_cut(text: str, stops: Sequence[str]) -> int | None:
-    found = [i for i in (text.find(s) for s in stops) if i >= 0]
-    return min(found) if found else None
-
-
-_TOKEN_STRINGS: weakref.WeakKeyDictionary[Any, dict[int, str]] = weakref.WeakKeyDictionary()
-
-
-def _token_str(tokenizer: Any, token_id: int) -> str:
-    """How a token reads on its own (``Ġthe`` → `` the``), for the per-token view.
-
-    A byte that is only part of a character decodes to U+FFFD; those keep their
-    vocabulary spelling so that alternatives stay distinguishable. Cached per tokenizer:
-    each step asks for the token and its alternatives, mostly the same few hundred ids.
-    """
-    try:
-        known = _TOKEN_STRINGS.setdefault(tokenizer, {})
-    except TypeError:  # not weak-referenceable: no cache
-        known = {}
-    text = known.get(token_id)
-    if text is None:
-        text = str(tokenizer.decode([token_id], skip_special_tokens=False))
-        if "\ufffd" in text:
-            text = str(tokenizer.convert_ids_to_tokens(token_id))
-        known[token_id] = text
-    return text
+# --------------------------------------------------------------------------- look inside
 
 
 def classify(model: Any, tokenizer: Any, text: str | Sequence[str]) -> list[dict[str, Any]]:

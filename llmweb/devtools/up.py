@@ -2,7 +2,9 @@
 
 Everything runs in the foreground of one terminal; Ctrl-C stops every process it started.
 It supervises: a worker that dies (the OOM killer is routine in ML work) is logged and
-started again with back-off, while the web server and the other worker keep running.
+started again with back-off, while the web server and the other workers keep running.
+Three workers: ``gpu`` (training, one slot), ``inference`` (threads pool, the playground)
+and ``default`` (uploads, housekeeping, beat).
 The database is the truth for the work itself: the reapers requeue what the dead worker
 held. Only the web server's own exit stops everything, because then nobody can reach
 the app and the reason (a taken port, say) needs a person.
@@ -46,6 +48,8 @@ def _admin_credentials(var_dir: Path) -> tuple[str, str]:
 # Restart delays grow 1, 2, 4 ... up to this; a process that ran this long resets them.
 MAX_BACKOFF_SECONDS = 60.0
 HEALTHY_AFTER_SECONDS = 60.0
+# Threads of the inference worker: requests decoding at once (they batch per model).
+INFERENCE_THREADS = 4
 
 
 def log(message: str) -> None:
@@ -170,8 +174,10 @@ def main() -> int:
         env = {**os.environ}
         instance = settings.LLMWEB_INSTANCE
         children.append(Supervised("web server", asgi_command(host, port), env, restart=False))
-        # Training gets its own single-slot worker so one job owns the device; inference and
-        # housekeeping (uploads, validation, the reaper via beat) share another.
+        # Training gets its own single-slot worker so one job owns the device. Inference gets
+        # a threads-pool worker: one process, so each model is loaded once and concurrent
+        # requests for it share one batched decode (docs/ARCHITECTURE.md "Serving").
+        # Housekeeping (uploads, validation, the reaper via beat) keeps prefork processes.
         children.append(
             Supervised(
                 "gpu worker",
@@ -181,10 +187,24 @@ def main() -> int:
         )
         children.append(
             Supervised(
+                "inference worker",
+                worker_command(
+                    role="inference",
+                    queues=settings.LLMWEB_INFERENCE_QUEUE,
+                    instance=instance,
+                    concurrency=INFERENCE_THREADS,
+                    pool="threads",
+                    prefetch=False,  # waiting requests stay on the queue: live positions
+                ),
+                env,
+            )
+        )
+        children.append(
+            Supervised(
                 "default worker",
                 worker_command(
                     role="default",
-                    queues="inference,default",
+                    queues="default",
                     instance=instance,
                     concurrency=2,
                     beat_schedule=Path(settings.VAR_DIR) / "celerybeat-schedule",

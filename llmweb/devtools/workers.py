@@ -4,7 +4,8 @@ The run command, the tests and the benchmark each used to spell it out (four cop
 a little different); the node name must carry the instance (``gpu.<instance>@host``) so
 two deployments on one Redis tell their workers apart, and that rule lives here.
 
-``python -m llmweb.devtools.workers ROLE QUEUES [--concurrency N] [--beat]`` execs the
+``python -m llmweb.devtools.workers ROLE QUEUES [--concurrency N] [--beat] [--pool P]
+[--no-prefetch]`` execs the
 same command, so docker-compose uses it too.
 """
 
@@ -30,6 +31,7 @@ def worker_command(
     loglevel: str = "INFO",
     quiet: bool = False,
     pool: str | None = None,
+    prefetch: bool = True,
 ) -> list[str]:
     """argv of a worker named ``<role>.<instance>@<host>`` consuming ``queues``.
 
@@ -40,6 +42,10 @@ def worker_command(
             faster without them and needs neither.
         pool: Celery's pool (``threads`` for an inference worker: one model cache per
             process, see docs/ARCHITECTURE.md "Serving"); None keeps Celery's prefork.
+        prefetch: False takes a message only when a slot is free (``--disable-prefetch``):
+            the inference worker's waiting requests then stay on the queue, where their
+            position is read (an early-acked task frees a prefetch slot at once, so Celery
+            would otherwise hold up to one more waiting request per thread, out of sight).
     """
     names = queues if isinstance(queues, str) else ",".join(queues)
     cmd = [
@@ -64,6 +70,8 @@ def worker_command(
         cmd += ["-B", "-s", str(beat_schedule)]
     if pool:
         cmd += ["-P", pool]
+    if not prefetch:
+        cmd += ["--disable-prefetch"]
     return cmd
 
 
@@ -76,6 +84,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--beat", action="store_true", help="also run Celery beat")
     parser.add_argument(
         "--pool", "-P", default=None, help="Celery pool; 'threads' for an inference worker"
+    )
+    parser.add_argument(
+        "--no-prefetch",
+        action="store_true",
+        help="take a message only when a slot is free (inference: positions stay readable)",
     )
     args = parser.parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llmweb.settings")
@@ -91,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         concurrency=args.concurrency,
         beat_schedule=Path(settings.VAR_DIR) / "celerybeat-schedule" if args.beat else None,
         pool=args.pool,
+        prefetch=not args.no_prefetch,
     )
     os.execv(cmd[0], cmd)  # noqa: S606 - our own interpreter and a fixed argv
 

@@ -79,12 +79,13 @@ def run_command(tmp_path) -> Iterator[RunCommand]:
         )
     run = RunCommand(proc, log_path, env, f"http://127.0.0.1:{port}")
     try:
-        wait_for(lambda: run.workers() == 2, timeout=240, interval=1, what="two workers")
+        wait_for(lambda: run.workers() == 3, timeout=240, interval=1, what="three workers")
         yield run
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-        for pid in [*run.pids("gpu worker"), *run.pids("default worker"), *run.pids("web server")]:
+        names = ("gpu worker", "inference worker", "default worker", "web server")
+        for pid in [p for name in names for p in run.pids(name)]:
             try:
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -104,9 +105,10 @@ def test_a_killed_worker_is_restarted_and_ctrl_c_stops_everything(run_command):
     assert re.search(rf"gpu worker \(pid {gpu}\) exited with code -9", run.text())
     # The web server never went away.
     assert _alive(web) and httpx.get(run.url + "/healthz", timeout=5).status_code == 200
-    wait_for(lambda: run.workers() == 2, timeout=120, interval=1, what="the worker back")
+    wait_for(lambda: run.workers() == 3, timeout=120, interval=1, what="the worker back")
     print(f"worker back in /healthz {time.monotonic() - killed_at:.1f} s after SIGKILL")
-    children = [*run.pids("gpu worker"), *run.pids("default worker"), web]
+    children = [*run.pids("gpu worker"), *run.pids("inference worker"), *run.pids("default worker")]
+    children.append(web)
 
     run.proc.send_signal(signal.SIGINT)  # Ctrl-C
     stopping = time.monotonic()

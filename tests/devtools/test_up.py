@@ -100,16 +100,19 @@ def test_run_command_serves_health_prints_working_credentials_and_stops_on_ctrl_
         def healthy():
             r = httpx.get(base + "/healthz", timeout=10)
             body = r.json()
-            return body if r.status_code == 200 and body["workers"] >= 2 else None
+            return body if r.status_code == 200 and body["workers"] >= 3 else None
 
-        health = wait_for(healthy, timeout=180, interval=1, what="/healthz with both workers")
+        health = wait_for(healthy, timeout=180, interval=1, what="/healthz with three workers")
         assert health["database"] == "ok" and health["redis"] == "ok"
         assert {"gpu", "inference", "default"} <= set(health["queues"])
+        # The inference worker is one process with threads (one model cache, batched
+        # decoding); Celery's banner names each worker's pool.
+        assert any("(thread)" in line for line in lines), "".join(lines)[-3000:]
         assert _login(base, user, password), "the printed admin credentials must log in"
         assert not _login(base, user, password + "x")
 
         pids = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
-        assert len(pids) >= 4  # itself, the web server and two workers (and their children)
+        assert len(pids) >= 5  # itself, the web server and three workers (and their children)
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole group
         assert proc.wait(timeout=90) == 0, "".join(lines)[-3000:]
         wait_for(lambda: not _alive(pids), timeout=60, what="every started process to exit")

@@ -142,7 +142,7 @@ def test_a_closed_socket_frees_the_worker(
     async def abandon():
         async with _connect(playground_server, cookie) as ws:
             await _next(ws)
-            for rid in ("x", "y"):  # both of the worker's threads
+            for rid in ("w", "x", "y", "z"):  # all four of the worker's threads
                 await ws.send(
                     json.dumps(
                         {
@@ -154,14 +154,14 @@ def test_a_closed_socket_frees_the_worker(
                         }
                     )
                 )
-            await _until(ws, lambda m: m["type"] == "token" and m["id"] == "y")
+            await _until(ws, lambda m: m["type"] == "token" and m["id"] == "z")
 
     asyncio.run(abandon())
-    # Both generations end in the worker (it logs each end with its reason)...
+    # Every generation ends in the worker (it logs each end with its reason)...
     wait_for(
-        lambda: inference_worker.output().count("cancelled after") >= log_before + 2,
+        lambda: inference_worker.output().count("cancelled after") >= log_before + 4,
         timeout=20,
-        what="the worker to stop both abandoned generations",
+        what="the worker to stop the four abandoned generations",
     )
 
     # ...so a new request starts at once instead of queueing behind them.
@@ -183,8 +183,115 @@ def test_a_closed_socket_frees_the_worker(
             await _until(ws, lambda m: m["type"] == "started")
             return time.monotonic() - sent
 
-    # Had they run on, 4000 tokens each would hold both threads for minutes.
+    # Had they run on, 4000 tokens each would hold every thread for minutes.
     assert asyncio.run(again()) < 10
+
+
+def _generate_all(server, cookie, requests, *, stop=None, stop_after=5):
+    """Send every request on one socket at once; gather each one's events to its end.
+
+    ``stop``: the id to Stop once it has streamed ``stop_after`` tokens.
+    """
+
+    async def go():
+        async with _connect(server, cookie) as ws:
+            await _next(ws)
+            for rid, body in requests.items():
+                await ws.send(json.dumps({"type": "generate", "id": rid, **body}))
+            seen = {rid: [] for rid in requests}
+            while not all(s and s[-1]["type"] in ("done", "error") for s in seen.values()):
+                m = await _next(ws)
+                seen[m["id"]].append(m)
+                if m["id"] == stop and m["type"] == "token" and m["index"] == stop_after - 1:
+                    await ws.send(json.dumps({"type": "stop", "id": stop}))
+            return seen
+
+    return asyncio.run(go())
+
+
+def test_concurrent_requests_for_one_model_decode_in_one_batch(
+    playground_server, inference_worker, client, alice, long_model
+):
+    cookie = _login(client, alice)
+    params = {"max_new_tokens": 300, "temperature": 0, "ignore_eos": True, "top_logprobs": 2}
+    prompts = {"a": "the fox", "b": "a", "c": "the quick brown dog", "d": "fox fox"}
+    bodies = {
+        rid: {"model": long_model.id, "prompt": p, "params": params} for rid, p in prompts.items()
+    }
+    # Each alone first (one after another): the tokens greedy decoding gives it.
+    alone = {
+        rid: _generate_all(playground_server, cookie, {rid: body})[rid]
+        for rid, body in bodies.items()
+    }
+    for events in alone.values():
+        assert events[-1]["type"] == "done" and events[-1]["batch_size"] == 1
+    # Then all four at once; "d" is stopped after 5 tokens.
+    together = _generate_all(playground_server, cookie, bodies, stop="d")
+
+    def ids(events):
+        return [e["id"] for e in events if e["type"] == "token"]
+
+    done = {rid: events[-1] for rid, events in together.items()}
+    assert all(d["type"] == "done" for d in done.values()), done
+    # One batch: the worker decoded them together...
+    assert max(d["batch_size"] for d in done.values()) == 4, done
+    assert all(d["batch_size"] >= 2 for d in done.values()), done
+    # ...and each got exactly its tokens alone.
+    for rid in "abc":
+        assert done[rid]["finish_reason"] == "length"
+        assert ids(together[rid]) == ids(alone[rid])
+    # Stopping one stopped that one only, with the tokens it had so far.
+    assert done["d"]["finish_reason"] == "cancelled"
+    assert done["d"]["completion_tokens"] == len(ids(together["d"])) < 300
+    assert ids(together["d"]) == ids(alone["d"])[: len(ids(together["d"]))]
+
+
+def test_a_waiting_request_sees_its_place_in_the_queue_move(
+    playground_server, inference_worker, client, alice, long_model
+):
+    cookie = _login(client, alice)
+
+    def generate(rid, params):
+        body = {"type": "generate", "id": rid, "model": long_model.id, "prompt": "the"}
+        return json.dumps({**body, "params": params})
+
+    def queued(rid, position):
+        return lambda m: m.get("id") == rid and m["type"] == "queued" and m["position"] == position
+
+    async def go():
+        async with _connect(playground_server, cookie) as busy:
+            async with _connect(playground_server, cookie) as waiting:
+                await _next(busy)
+                await _next(waiting)
+                for rid in "wxyz":  # every thread of the worker
+                    await busy.send(generate(rid, LONG))
+                started: set[str] = set()
+                await _until(
+                    busy,
+                    lambda m: (
+                        m["type"] == "started"
+                        and started.add(m["id"]) is None
+                        and len(started) == 4
+                    ),
+                )
+                # Read the busy socket all along, so its streams never back up.
+                drain = asyncio.create_task(_until(busy, lambda m: False, timeout=120))
+                await waiting.send(generate("p", {"max_new_tokens": 3}))
+                await _until(waiting, queued("p", 1))
+                await waiting.send(generate("q", {"max_new_tokens": 3}))
+                await _until(waiting, queued("q", 2), timeout=30)
+                await busy.send(json.dumps({"type": "stop", "id": "w"}))
+                # p takes the freed thread; q, still waiting, is told it moved up.
+                moved = await _until(waiting, queued("q", 1), timeout=30)
+                for rid in "xyz":
+                    await busy.send(json.dumps({"type": "stop", "id": rid}))
+                rest = await _until(waiting, _done("q"), timeout=60)
+                drain.cancel()
+                return moved, rest
+
+    moved, rest = asyncio.run(go())
+    assert any(m.get("id") == "p" and m["type"] == "started" for m in moved + rest)
+    assert rest[-1]["type"] == "done" and rest[-1]["completion_tokens"] == 3
 
 
 def test_two_models_stream_side_by_side(
