@@ -22,6 +22,8 @@ from jobs.engine.schemas import CLASSIFICATION_TASKS
 from jobs.engine.students import STUDENTS
 
 PATH_FIELDS = ("teacher_dir", "data_dir", "output_dir", "checkpoint_dir", "cache_dir")
+# Teachers that generate text: distilled at the sequence level (jobs.engine.seqkd).
+SEQUENCE_TASKS = ("seq2seq", "causal-lm")
 
 
 def kd_kl_loss(
@@ -62,6 +64,9 @@ class DistillConfig:
     cache_dir: Path
     teacher_key: str
     student_dir: Path | None = None
+    # Sequence-level KD writes the teacher's outputs here (a processed dataset folder that
+    # the job's finish step turns into a new dataset version).
+    generated_dir: Path | None = None
     student: str = p.param(
         "str",
         "half-layers",
@@ -122,6 +127,28 @@ class DistillConfig:
     group_by_length: bool = p.param(
         "bool", True, "Batch rows of similar length together, in shuffled batch order."
     )
+    lm_kd: str = p.param(
+        "str",
+        "sequence",
+        "Causal and seq2seq teachers. sequence: the teacher writes outputs for the training "
+        "inputs (a new dataset version) and the student fine-tunes on them (Kim & Rush; any "
+        "tokenizer); token: KL on the teacher's next-token logits (same tokenizer; not built).",
+        choices=["sequence", "token"],
+    )
+    num_beams: int = p.param(
+        "int", 1, "Sequence-level KD: 1 is greedy decoding, 2-4 beam search.", min=1, max=4
+    )
+    max_new_tokens: int = p.param(
+        "int", 64, "Sequence-level KD: most tokens the teacher writes per row.", min=1, max=1024
+    )
+    mix_references: float = p.param(
+        "float",
+        0.0,
+        "Sequence-level KD: fraction of the training rows whose reference is added to the "
+        "teacher's outputs (0: outputs only; 1: every reference too, twice the rows).",
+        min=0.0,
+        max=1.0,
+    )
     eval_rows: int = p.param(
         "int", 1000, "Test rows on which teacher and student are compared.", min=8, max=100_000
     )
@@ -130,18 +157,17 @@ class DistillConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.task not in CLASSIFICATION_TASKS:
+        if self.task not in (*CLASSIFICATION_TASKS, *SEQUENCE_TASKS):
             raise p.invalid(
-                "task",
-                "distillation is built for classification; sequence-level KD for "
-                "causal and seq2seq models is not built yet",
+                "task", "distillation is built for classification, seq2seq and causal LMs"
             )
         for name in PATH_FIELDS:
             setattr(self, name, Path(getattr(self, name)))
         self.student_dir = Path(self.student_dir) if self.student_dir else None
+        self.generated_dir = Path(self.generated_dir) if self.generated_dir else None
         p.validate(self)
 
-    def train_config(self, model_dir: Path) -> Any:
+    def train_config(self, model_dir: Path, data_dir: Path | None = None) -> Any:
         """The fine-tune recipe's config for the student (same steps, same defaults)."""
         from jobs.engine.train_config import TrainConfig
 
@@ -149,7 +175,7 @@ class DistillConfig:
             job_type="finetune",
             task=self.task,
             model_dir=model_dir,
-            data_dir=self.data_dir,
+            data_dir=data_dir or self.data_dir,
             output_dir=self.output_dir,
             checkpoint_dir=self.checkpoint_dir,
             epochs=self.epochs,
@@ -172,6 +198,25 @@ class DistillResult:
     teacher_logits_cached: bool
     global_step: int
     train_runtime: float
+    # Sequence-level KD: the generated dataset (folder, num_rows, stats, how it was made).
+    generated: dict[str, Any] | None = None
+
+
+def refuse_teacher_precision(config: DistillConfig) -> None:
+    """bitsandbytes needs CUDA (refused on CPU) and its teacher path is not built yet."""
+    import torch
+
+    from jobs.engine.compress import refuse_bitsandbytes
+
+    refuse_bitsandbytes(
+        config.teacher_precision, cuda=torch.cuda.is_available(), param="teacher_precision"
+    )
+    if config.teacher_precision != "fp32":
+        raise EngineError(
+            "Holding the teacher in bitsandbytes 8/4-bit is not built yet; use fp32.",
+            code="not_built",
+            param="teacher_precision",
+        )
 
 
 def teacher_logits_path(config: DistillConfig) -> Path:
@@ -311,6 +356,11 @@ def run_distill(config: DistillConfig, reporter: Reporter) -> DistillResult:
         EngineError: ``student_unsupported`` (no layer stack / preset for the family),
             ``label_mismatch``, ``empty_dataset`` and the fine-tune recipe's errors.
     """
+    if config.task in SEQUENCE_TASKS:
+        from jobs.engine.seqkd import run_sequence_distill
+
+        return run_sequence_distill(config, reporter)
+
     import tempfile
 
     import datasets
@@ -328,19 +378,7 @@ def run_distill(config: DistillConfig, reporter: Reporter) -> DistillResult:
     transformers.set_seed(config.seed)
     log = lambda message: reporter.emit("log", message=message, level="info")  # noqa: E731
 
-    import torch
-
-    from jobs.engine.compress import refuse_bitsandbytes
-
-    refuse_bitsandbytes(
-        config.teacher_precision, cuda=torch.cuda.is_available(), param="teacher_precision"
-    )
-    if config.teacher_precision != "fp32":
-        raise EngineError(
-            "Holding the teacher in bitsandbytes 8/4-bit is not built yet; use fp32.",
-            code="not_built",
-            param="teacher_precision",
-        )
+    refuse_teacher_precision(config)
     teacher, teacher_tok = load_for_task(config.teacher_dir, config.task)
     teacher = teacher.float().eval()
     labels = [str(teacher.config.id2label[i]) for i in sorted(teacher.config.id2label)]
