@@ -29,7 +29,7 @@ from jobs.engine.models.card import model_card_markdown
 from jobs.engine.models.info import BUNDLED_MODELS, ModelInfo
 from jobs.models import JobModel
 from llmweb.accounts.models import Team
-from llmweb.catalog.models import ModelSource, ModelStatus, RegisteredModel
+from llmweb.catalog.models import Dataset, ModelSource, ModelStatus, RegisteredModel
 from llmweb.catalog.selectors import job_refs, jobs_using
 from llmweb.catalog.services.common import create_versioned, delete_finished_jobs
 from llmweb.catalog.services.model_arrivals import (
@@ -234,6 +234,7 @@ def model_register_from_job(
     parent: RegisteredModel | None = None,
     edge: str = "",
     report: dict[str, Any] | None = None,
+    dataset: Dataset | None = None,
 ) -> RegisteredModel:
     """Register a job's output folder as a new ready model with lineage.
 
@@ -250,6 +251,8 @@ def model_register_from_job(
         edge: the kind of that edge ("fine-tuned from", "distilled from",
             "quantized from"); shown in the lineage graph and the card.
         report: before/after figures (distill, compress) for the model page.
+        dataset: the data it was trained on, when not the job's dataset (sequence-level
+            distillation trains on the teacher's generated version of it).
     """
     from jobs.engine.models import inspect_model
 
@@ -260,7 +263,7 @@ def model_register_from_job(
         existing.delete_files()
         existing.delete()
     base = parent if parent is not None else job.base_model
-    dataset = job.dataset
+    dataset = dataset or job.dataset
     model = create_versioned(
         RegisteredModel,
         team=job.team,
