@@ -51,6 +51,20 @@ def kd_kl_loss(
     return alpha * t * t * kl + (1.0 - alpha) * ce
 
 
+def hidden_cosine_loss(student_hidden: Any, teacher_hidden: Any, attention_mask: Any) -> Any:
+    """Mean over real tokens of 1 − cos(student, teacher) of the last hidden states.
+
+    Shapes: ``student_hidden`` and ``teacher_hidden`` (B, T, H) with the same H,
+    ``attention_mask`` (B, T) of 0/1. DistilBERT's cosine embedding loss: it aligns the
+    directions of the two models' token representations, padding excluded.
+    """
+    import torch.nn.functional as F  # noqa: N812
+
+    cos = F.cosine_similarity(student_hidden.float(), teacher_hidden.float(), dim=-1)  # (B, T)
+    mask = attention_mask.to(cos.dtype)
+    return ((1.0 - cos) * mask).sum() / mask.sum().clamp(min=1.0)
+
+
 @dataclass
 class DistillConfig:
     """One distillation run; the paths, task and labels come from the job."""
@@ -151,6 +165,15 @@ class DistillConfig:
     )
     eval_rows: int = p.param(
         "int", 1000, "Test rows on which teacher and student are compared.", min=8, max=100_000
+    )
+    hidden_loss_weight: float = p.param(
+        "float",
+        0.0,
+        "Classification: weight of a cosine loss between the student's and the teacher's "
+        "last hidden states (DistilBERT); needs equal widths and the teacher's tokenizer. "
+        "0 turns it off.",
+        min=0.0,
+        max=10.0,
     )
     latency_repeats: int = p.param(
         "int", 3, "Timed passes per batch size (the median is reported).", min=1, max=50
@@ -318,34 +341,77 @@ def _build_student(
     return student, tokenizer, "an existing model"
 
 
-def _distill_trainer_class(alpha: float, temperature: float) -> type:
+def _distill_trainer_class(
+    alpha: float, temperature: float, *, teacher: Any = None, hidden_weight: float = 0.0
+) -> type:
     from jobs.engine.training_steps import BucketTrainer
 
     class DistillTrainer(BucketTrainer):
         """The recipe's Trainer (collator, length buckets) with the KD loss.
 
         Training batches carry ``teacher_logits`` (B, C) from the cache; evaluation
-        batches do not, and fall back to the model's own cross-entropy.
+        batches do not, and fall back to the model's own cross-entropy. With
+        ``hidden_weight`` > 0 the teacher also runs on each training batch for its last
+        hidden states (they are too large to cache: (N, T, H)).
         """
 
         def compute_loss(
             self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, **kw: Any
         ) -> Any:
-            teacher = inputs.pop("teacher_logits", None)
-            outputs = model(**inputs)
-            if teacher is None:
+            cached = inputs.pop("teacher_logits", None)
+            hidden = cached is not None and hidden_weight > 0 and teacher is not None
+            outputs = model(**inputs, output_hidden_states=True) if hidden else model(**inputs)
+            if cached is None:
                 loss = outputs.loss
             else:
                 loss = kd_kl_loss(
                     outputs.logits,
-                    teacher.to(outputs.logits.device),
+                    cached.to(outputs.logits.device),
                     inputs["labels"],
                     alpha=alpha,
                     temperature=temperature,
                 )
+            if hidden:
+                loss = loss + hidden_weight * _hidden_term(model, teacher, inputs, outputs)
             return (loss, outputs) if return_outputs else loss
 
     return DistillTrainer
+
+
+def _hidden_term(model: Any, teacher: Any, inputs: dict[str, Any], outputs: Any) -> Any:
+    import torch
+
+    device = outputs.logits.device
+    if next(teacher.parameters()).device != device:
+        teacher.to(device)
+    features = {k: v for k, v in inputs.items() if k != "labels"}
+    with torch.no_grad():
+        reference = teacher(**features, output_hidden_states=True).hidden_states[-1]
+    mask = inputs.get("attention_mask")
+    if mask is None:
+        mask = torch.ones(reference.shape[:2], device=device)
+    return hidden_cosine_loss(outputs.hidden_states[-1], reference, mask)
+
+
+def _check_hidden_widths(config: DistillConfig, teacher: Any, student: Any) -> None:
+    if config.hidden_loss_weight <= 0:
+        return
+    widths = [getattr(m.config, "hidden_size", None) for m in (teacher, student)]
+    if widths[0] is None or widths[0] != widths[1]:
+        raise EngineError(
+            f"The hidden-state loss compares hidden states of equal width; the teacher's are "
+            f"{widths[0]} wide and the student's {widths[1]}. Set hidden_loss_weight=0 or "
+            "choose a student of the teacher's width (e.g. student=half-layers).",
+            code="invalid_param",
+            param="hidden_loss_weight",
+        )
+    if config.student == "model":
+        raise EngineError(
+            "The hidden-state loss needs the teacher's tokenizer (token i must be the same "
+            "token for both); use student=half-layers or student=preset.",
+            code="invalid_param",
+            param="hidden_loss_weight",
+        )
 
 
 def run_distill(config: DistillConfig, reporter: Reporter) -> DistillResult:
@@ -405,7 +471,9 @@ def run_distill(config: DistillConfig, reporter: Reporter) -> DistillResult:
     with tempfile.TemporaryDirectory(prefix="llmweb-distill-") as scratch_name:
         scratch = Path(scratch_name)
         student, tokenizer, how = _build_student(config, teacher, scratch, labels, reporter)
-        del teacher
+        _check_hidden_widths(config, teacher, student)
+        if config.hidden_loss_weight <= 0:
+            teacher = None  # free it: the cached logits are all training needs
         student = student.float()
         n_student = sum(x.numel() for x in student.parameters())
         log(f"student: {how}, {n_student:,} parameters")
@@ -423,7 +491,12 @@ def run_distill(config: DistillConfig, reporter: Reporter) -> DistillResult:
             tokenized,
             labels,
             reporter,
-            trainer_class=_distill_trainer_class(config.alpha, config.temperature),
+            trainer_class=_distill_trainer_class(
+                config.alpha,
+                config.temperature,
+                teacher=teacher,
+                hidden_weight=config.hidden_loss_weight,
+            ),
             # teacher_logits is not a forward() argument; compute_loss takes it out.
             extra_args={"remove_unused_columns": False},
         )
@@ -444,7 +517,12 @@ def run_distill(config: DistillConfig, reporter: Reporter) -> DistillResult:
         "kind": "distill",
         "student": config.student,
         "student_description": how,
-        "loss": f"{config.alpha}·T²·KL + {1 - config.alpha:g}·CE, T={config.temperature}",
+        "loss": f"{config.alpha}·T²·KL + {1 - config.alpha:g}·CE, T={config.temperature}"
+        + (
+            f" + {config.hidden_loss_weight:g}·(1 − cos) of last hidden states"
+            if config.hidden_loss_weight > 0
+            else ""
+        ),
         "teacher_logits": "cached" if cached else "computed",
         "device": device_description(),
         "eval": {"split": eval_name, "rows": len(eval_rows.texts)} if eval_rows else None,

@@ -112,6 +112,14 @@ class Distill(JobKind):
         checked = super().check(team=team, inputs=inputs, params=params)
         refuse_bitsandbytes_without_gpu(checked.config.teacher_precision, param="teacher_precision")
         self._check_student(checked.config, teacher, student_model)
+        if checked.config.hidden_loss_weight > 0 and checked.config.student == "model":
+            raise JobError(
+                "The hidden-state loss needs the teacher's tokenizer and width; use "
+                "student=half-layers (or a preset of the teacher's width), or set "
+                "hidden_loss_weight=0.",
+                code="invalid_param",
+                param="hidden_loss_weight",
+            )
         if student_model is not None and student_model.task not in STUDENT_TASKS:
             raise JobError(
                 f"{student_model} is a {student_model.task} model; a classifier student needs "
@@ -143,6 +151,13 @@ class Distill(JobKind):
         checked = super().check(team=team, inputs=inputs, params=params)
         config = checked.config
         refuse_bitsandbytes_without_gpu(config.teacher_precision, param="teacher_precision")
+        if config.hidden_loss_weight > 0:
+            raise JobError(
+                "The hidden-state loss is for classification distillation; set "
+                "hidden_loss_weight=0 for a language-model teacher.",
+                code="invalid_param",
+                param="hidden_loss_weight",
+            )
         if config.lm_kd == "token":
             if student_model is not None and not same_tokenizer(teacher, student_model):
                 raise JobError(

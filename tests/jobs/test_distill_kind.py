@@ -157,6 +157,11 @@ def test_seq2seq_distill_saves_the_teachers_outputs_as_a_dataset_and_trains_a_st
     assert generated.num_rows == en_fr.num_rows
     assert generated.stats["generation"]["job"] == job.id
     assert generated.stats["generation"]["max_new_tokens"] == 6
+    from datasets import load_from_disk
+
+    train, refs = (load_from_disk(str(d.processed_dir / "train")) for d in (generated, en_fr))
+    assert train["source"] == refs["source"]  # the same inputs...
+    assert train["target"] != refs["target"]  # ...with the teacher's outputs as targets
     body = api(alice).get(f"/api/v1/datasets/{generated.id}/").json()
     assert body["generated_by"] == teacher.id
     browser = Client()
@@ -220,3 +225,22 @@ def test_a_student_of_another_task_and_beams_past_four_are_refused(
     assert (r.json()["code"], r.json()["param"]) == ("task_mismatch", "student_model")
     r = submit(api(alice), teacher_model=teacher.id, dataset=en_fr.id, params={"num_beams": 5})
     assert r.status_code == 400 and r.json()["param"] == "num_beams"
+
+
+@pytest.mark.django_db
+def test_the_hidden_state_loss_is_refused_without_the_teachers_tokenizer_or_for_lm_teachers(
+    api, alice, team, teacher_and_data, t5_teacher_and_en_fr
+):
+    teacher, sms = teacher_and_data
+    other = tiny_classifier(team, [r["text"] for r in sms_rows(40)], ["ham", "spam"], name="o")
+    r = submit(
+        api(alice),
+        teacher_model=teacher.id,
+        dataset=sms.id,
+        student_model=other.id,
+        params={"student": "model", "hidden_loss_weight": 0.5},
+    )
+    assert r.status_code == 400 and r.json()["param"] == "hidden_loss_weight"
+    t5, en_fr = t5_teacher_and_en_fr
+    r = submit(api(alice), teacher_model=t5.id, dataset=en_fr.id, params={"hidden_loss_weight": 1})
+    assert r.status_code == 400 and r.json()["param"] == "hidden_loss_weight"
