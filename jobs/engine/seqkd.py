@@ -312,7 +312,11 @@ def run_sequence_distill(config: DistillConfig, reporter: Reporter) -> DistillRe
         "student": config.student,
         "student_description": how,
         "loss": "cross-entropy on the teacher's outputs (sequence-level KD, Kim & Rush)"
-        + (f", {config.mix_references:g} of the references mixed in" if config.mix_references else ""),
+        + (
+            f", {config.mix_references:g} of the references mixed in"
+            if config.mix_references
+            else ""
+        ),
         "generation": generated["generation"],
         "device": device_description(),
         "eval": {"split": eval_name, "rows": len(eval_rows.texts)} if eval_rows else None,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from jobs.engine.base import ListReporter
-from jobs.engine.base import EngineError
+from jobs.engine.base import EngineError, ListReporter
 from jobs.engine.distill import DistillConfig, hidden_cosine_loss, kd_kl_loss, run_distill
 from jobs.engine.models import load_for_task
 from jobs.engine.students import every_other_layer, half_layers_student, teacher_key_for
