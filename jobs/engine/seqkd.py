@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.engine.base import Cancelled, EngineError, Reporter
-from jobs.engine.distill import DistillConfig, DistillResult, refuse_teacher_precision
+from jobs.engine.distill_config import DistillConfig, DistillResult, refuse_teacher_precision
 
 # Rows of the test split that both models generate for (chrF/BLEU): generation is slow.
 GENERATION_SAMPLE = 64

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from jobs.engine.distill import DistillConfig
+from jobs.engine.distill_config import DistillConfig
 from jobs.engine.schemas import CLASSIFICATION_TASKS
 from jobs.engine.students import LAYER_ATTRS, PRESET_FAMILY, estimate_student
 from jobs.errors import JobError
