@@ -62,8 +62,10 @@ class Distill(JobKind):
     label = "Distill"
     description = (
         "Teach a smaller student from a teacher with a task head: the teacher with every "
-        "other layer, a smaller preset of its family, or one of your models. Reports quality "
-        "retained, size and latency against the teacher."
+        "other layer, a smaller preset of its family, or one of your models. Seq2seq and "
+        "causal-LM teachers write outputs for the training inputs (a new dataset version) "
+        "that the student learns. Reports quality retained, size and latency against the "
+        "teacher."
     )
     queue_setting = "LLMWEB_TRAIN_QUEUE"
     config_class = DistillConfig
