@@ -89,3 +89,51 @@ def test_mix_references_adds_a_seeded_fraction_of_the_references():
     assert len(half) == 6 and half["target"].count("r") == 2
     assert mix_references(generated, references, 0.5, seed=1)["source"] == half["source"]
     assert len(mix_references(generated, references, 1.0, seed=1)) == 8
+
+
+def test_a_causal_teacher_is_distilled_on_its_continuations(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    from jobs.engine.distill_config import DistillConfig
+    from jobs.engine.seqkd import run_sequence_distill
+    from jobs.engine.training_steps import load_dataset_dict
+
+    texts = [f"{r['source']} {r['source']}" for r in en_fr_rows(40)]
+    tiny_model_folder(tmp_path / "teacher", "gpt2", texts + [r["target"] for r in en_fr_rows(99)])
+    DatasetDict(
+        train=Dataset.from_dict({"text": texts[:32]}),
+        test=Dataset.from_dict({"text": texts[32:]}),
+    ).save_to_disk(str(tmp_path / "data"))
+    config = DistillConfig(
+        task="causal-lm",
+        teacher_dir=tmp_path / "teacher",
+        data_dir=tmp_path / "data",
+        output_dir=tmp_path / "out",
+        checkpoint_dir=tmp_path / "ckpt",
+        cache_dir=tmp_path / "cache",
+        generated_dir=tmp_path / "generated",
+        teacher_key="teacher-1-v1",
+        max_steps=2,
+        batch_size=8,
+        max_length=32,
+        max_new_tokens=4,
+        latency_repeats=1,
+        mix_references=1.0,
+    )
+    reporter = ListReporter()
+    result = run_sequence_distill(config, reporter)
+    generated = load_dataset_dict(tmp_path / "generated")
+    assert len(generated["train"]) == 32 and len(generated["test"]) == 8
+    for row, text in zip(generated["train"]["text"], texts[:32], strict=True):
+        assert row.startswith(causal_prompt(text))  # the prompt, then the teacher's words
+    assert result.generated["num_rows"] == {"train": 32, "test": 8}
+    assert result.generated["generation"]["decoding"] == "greedy"
+    assert result.report["ratios"]["quality_metric"] == "perplexity"
+    assert result.report["after"]["parameters"] < result.report["before"]["parameters"]
+    assert (result.output_dir / "config.json").is_file() and result.global_step == 2
+    # A resumed job keeps the outputs it already paid for.
+    again = ListReporter()
+    from jobs.engine.seqkd import write_generated
+
+    write_generated(config, {}, None, None, again)
+    assert not again.of_kind("phase")
