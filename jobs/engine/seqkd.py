@@ -68,19 +68,25 @@ def generate_outputs(
     total = max(1, -(-len(prompts) // batch_size))
     reporter.emit("phase", name="teacher generating", done=0, total=total)
     outputs: list[str] = []
-    for done, start in enumerate(range(0, len(prompts), batch_size), start=1):
-        if reporter.should_stop():
-            raise Cancelled(f"cancelled while the teacher generated ({len(outputs)} rows done)")
-        outputs += generate_texts(
-            model,
-            tokenizer,
-            prompts[start : start + batch_size],
-            batch_size=batch_size,
-            max_length=max_length,
-            max_new_tokens=max_new_tokens,
-            num_beams=num_beams,
-        )
-        reporter.emit("phase", name="teacher generating", done=done, total=total)
+    # generate_texts pads decoder-only prompts on the left; the tokenizer is saved with a
+    # half-layers student afterwards, which must train with its usual side.
+    side = tokenizer.padding_side
+    try:
+        for done, start in enumerate(range(0, len(prompts), batch_size), start=1):
+            if reporter.should_stop():
+                raise Cancelled(f"cancelled while the teacher generated ({len(outputs)} rows done)")
+            outputs += generate_texts(
+                model,
+                tokenizer,
+                prompts[start : start + batch_size],
+                batch_size=batch_size,
+                max_length=max_length,
+                max_new_tokens=max_new_tokens,
+                num_beams=num_beams,
+            )
+            reporter.emit("phase", name="teacher generating", done=done, total=total)
+    finally:
+        tokenizer.padding_side = side
     return outputs
 
 

@@ -131,6 +131,10 @@ def test_a_causal_teacher_is_distilled_on_its_continuations(tmp_path):
     assert result.report["ratios"]["quality_metric"] == "perplexity"
     assert result.report["after"]["parameters"] < result.report["before"]["parameters"]
     assert (result.output_dir / "config.json").is_file() and result.global_step == 2
+    from jobs.engine.models.loading import load_tokenizer
+
+    # Generation pads prompts on the left; the student keeps the tokenizer's own side.
+    assert load_tokenizer(result.output_dir).padding_side == "right"
     # A resumed job keeps the outputs it already paid for.
     again = ListReporter()
     from jobs.engine.seqkd import write_generated
