@@ -68,8 +68,8 @@ def generate_outputs(
     total = max(1, -(-len(prompts) // batch_size))
     reporter.emit("phase", name="teacher generating", done=0, total=total)
     outputs: list[str] = []
-    # generate_texts pads decoder-only prompts on the left; the tokenizer is saved with a
-    # half-layers student afterwards, which must train with its usual side.
+    # generate_texts pads decoder-only prompts on the left: hand the caller's tokenizer back
+    # as it was (the saved student's tokenizer is read from the teacher's folder anyway).
     side = tokenizer.padding_side
     try:
         for done, start in enumerate(range(0, len(prompts), batch_size), start=1):
@@ -184,15 +184,18 @@ def write_generated(
     return info
 
 
-def _student_folder(config: DistillConfig, teacher: Any, tokenizer: Any, scratch: Path) -> tuple:
+def _student_folder(config: DistillConfig, teacher: Any, scratch: Path) -> tuple[Path, str]:
     """(folder the student starts from, a description) for the chosen kind of student."""
     from jobs.engine import students
+    from jobs.engine.models.loading import load_tokenizer
 
     if config.student == "half-layers":
         folder = scratch / "student-init"
         student = students.half_layers_student(teacher)
         student.save_pretrained(str(folder))
-        tokenizer.save_pretrained(str(folder))
+        # From the folder, not the teacher's tokenizer object: generation set that one to
+        # pad on the left (decoder-only prompts), and the student must train as usual.
+        load_tokenizer(config.teacher_dir).save_pretrained(str(folder))
         kept = students.half_layers_config(teacher.config)[1]
         return folder, f"teacher layers {kept} (every other one)"
     if config.student == "preset":
@@ -292,7 +295,7 @@ def run_sequence_distill(config: DistillConfig, reporter: Reporter) -> DistillRe
 
     with tempfile.TemporaryDirectory(prefix="llmweb-seqkd-") as scratch_name:
         scratch = Path(scratch_name)
-        start, how = _student_folder(config, teacher, teacher_tok, scratch)
+        start, how = _student_folder(config, teacher, scratch)
         del teacher
         gen = t.load_dataset_dict(config.generated_dir)
         train = mix_references(gen["train"], splits["train"], config.mix_references, config.seed)
