@@ -55,6 +55,13 @@ def sms_rows(n: int, seed: int = 0) -> list[dict]:
     return out
 
 
+def en_fr_rows(n: int) -> list[dict]:
+    """The first ``n`` English -> French pairs of the shipped Tatoeba sample (seq2seq rows)."""
+    with open(shared_data("fra_eng_tatoeba_sample5k.tsv"), encoding="utf-8") as f:
+        pairs = [line.rstrip("\n").split("\t")[:2] for line in f if "\t" in line]
+    return [{"source": en, "target": fr} for en, fr in pairs[:n]]
+
+
 def ready_dataset(team, schema: str, rows: list[dict], *, name: str = "data", label_names=None):
     """A ``ready`` Dataset whose Arrow splits (80/10/10) are written straight to storage."""
     from datasets import ClassLabel, DatasetDict, Features, Value

@@ -11,17 +11,18 @@ torch: the web process reads the parameter table.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs.engine import params as p
 from jobs.engine.base import Cancelled, EngineError, Reporter
-from jobs.engine.presets import SIZES
-from jobs.engine.schemas import CLASSIFICATION_TASKS
-from jobs.engine.students import STUDENTS
+from jobs.engine.distill_config import (
+    SEQUENCE_TASKS,
+    DistillConfig,
+    DistillResult,
+    refuse_teacher_precision,
+)
 
-PATH_FIELDS = ("teacher_dir", "data_dir", "output_dir", "checkpoint_dir", "cache_dir")
+__all__ = ["DistillConfig", "DistillResult", "hidden_cosine_loss", "kd_kl_loss", "run_distill"]
 
 
 def kd_kl_loss(
@@ -49,129 +50,18 @@ def kd_kl_loss(
     return alpha * t * t * kl + (1.0 - alpha) * ce
 
 
-@dataclass
-class DistillConfig:
-    """One distillation run; the paths, task and labels come from the job."""
+def hidden_cosine_loss(student_hidden: Any, teacher_hidden: Any, attention_mask: Any) -> Any:
+    """Mean over real tokens of 1 − cos(student, teacher) of the last hidden states.
 
-    task: str
-    teacher_dir: Path
-    data_dir: Path
-    output_dir: Path
-    checkpoint_dir: Path
-    # Teacher logits are cached here (next to the dataset version) under ``teacher_key``.
-    cache_dir: Path
-    teacher_key: str
-    student_dir: Path | None = None
-    student: str = p.param(
-        "str",
-        "half-layers",
-        "half-layers: the teacher with every other layer, initialised from it (DistilBERT); "
-        "preset: a smaller preset of the teacher's family with its tokenizer; "
-        "model: the student model you chose.",
-        choices=list(STUDENTS),
-        basic=True,
-    )
-    student_preset: str = p.param(
-        "str", "mini", "Preset size when student=preset.", choices=[s for s in SIZES]
-    )
-    teacher_precision: str = p.param(
-        "str",
-        "fp32",
-        "fp32, or bnb-int8 / bnb-nf4 to hold a large teacher in 8 or 4 bits while it labels "
-        "the data (bitsandbytes: CUDA workers only).",
-        choices=["fp32", "bnb-int8", "bnb-nf4"],
-    )
-    temperature: float = p.param(
-        "float",
-        2.0,
-        "Softmax temperature T for the soft labels (higher: softer).",
-        min=0.0,
-        min_exclusive=True,
-        max=50.0,
-        basic=True,
-    )
-    alpha: float = p.param(
-        "float",
-        0.5,
-        "Weight of the distillation term; 1 - alpha weighs cross-entropy on the labels.",
-        min=0.0,
-        max=1.0,
-        basic=True,
-    )
-    epochs: float = p.param(
-        "float", 3.0, "Passes over the training split (ignored if max_steps > 0).",
-        min=0.0, min_exclusive=True, max=1000.0, basic=True,
-    )  # fmt: skip
-    max_steps: int = p.param(
-        "int", -1, "Stop after this many optimizer steps; -1 uses epochs.", min=-1,
-        max=10_000_000, basic=True,
-    )  # fmt: skip
-    learning_rate: float = p.param(
-        "float", 1e-4, "Peak learning rate (AdamW).", min=0.0, min_exclusive=True, max=1.0,
-        basic=True,
-    )  # fmt: skip
-    batch_size: int = p.param("int", 32, "Rows per device step.", min=1, max=4096, basic=True)
-    max_length: int = p.param(
-        "int", 128, "Tokens kept per row (longer rows are truncated).", min=8, max=131_072
-    )
-    warmup_ratio: float = p.param(
-        "float", 0.0, "Fraction of steps spent warming up the learning rate.", min=0.0, max=0.5
-    )
-    weight_decay: float = p.param("float", 0.0, "AdamW weight decay.", min=0.0, max=1.0)
-    seed: int = p.param("int", 42, "Random seed.", min=0, max=2**31 - 1)
-    group_by_length: bool = p.param(
-        "bool", True, "Batch rows of similar length together, in shuffled batch order."
-    )
-    eval_rows: int = p.param(
-        "int", 1000, "Test rows on which teacher and student are compared.", min=8, max=100_000
-    )
-    latency_repeats: int = p.param(
-        "int", 3, "Timed passes per batch size (the median is reported).", min=1, max=50
-    )
+    Shapes: ``student_hidden`` and ``teacher_hidden`` (B, T, H) with the same H,
+    ``attention_mask`` (B, T) of 0/1. DistilBERT's cosine embedding loss: it aligns the
+    directions of the two models' token representations, padding excluded.
+    """
+    import torch.nn.functional as F  # noqa: N812
 
-    def __post_init__(self) -> None:
-        if self.task not in CLASSIFICATION_TASKS:
-            raise p.invalid(
-                "task",
-                "distillation is built for classification; sequence-level KD for "
-                "causal and seq2seq models is not built yet",
-            )
-        for name in PATH_FIELDS:
-            setattr(self, name, Path(getattr(self, name)))
-        self.student_dir = Path(self.student_dir) if self.student_dir else None
-        p.validate(self)
-
-    def train_config(self, model_dir: Path) -> Any:
-        """The fine-tune recipe's config for the student (same steps, same defaults)."""
-        from jobs.engine.train_config import TrainConfig
-
-        return TrainConfig(
-            job_type="finetune",
-            task=self.task,
-            model_dir=model_dir,
-            data_dir=self.data_dir,
-            output_dir=self.output_dir,
-            checkpoint_dir=self.checkpoint_dir,
-            epochs=self.epochs,
-            max_steps=self.max_steps,
-            learning_rate=self.learning_rate,
-            batch_size=self.batch_size,
-            max_length=self.max_length,
-            warmup_ratio=self.warmup_ratio,
-            weight_decay=self.weight_decay,
-            seed=self.seed,
-            group_by_length=self.group_by_length,
-        )
-
-
-@dataclass
-class DistillResult:
-    output_dir: Path
-    metrics: dict[str, Any]
-    report: dict[str, Any]
-    teacher_logits_cached: bool
-    global_step: int
-    train_runtime: float
+    cos = F.cosine_similarity(student_hidden.float(), teacher_hidden.float(), dim=-1)  # (B, T)
+    mask = attention_mask.to(cos.dtype)
+    return ((1.0 - cos) * mask).sum() / mask.sum().clamp(min=1.0)
 
 
 def teacher_logits_path(config: DistillConfig) -> Path:
@@ -273,34 +163,77 @@ def _build_student(
     return student, tokenizer, "an existing model"
 
 
-def _distill_trainer_class(alpha: float, temperature: float) -> type:
+def _distill_trainer_class(
+    alpha: float, temperature: float, *, teacher: Any = None, hidden_weight: float = 0.0
+) -> type:
     from jobs.engine.training_steps import BucketTrainer
 
     class DistillTrainer(BucketTrainer):
         """The recipe's Trainer (collator, length buckets) with the KD loss.
 
         Training batches carry ``teacher_logits`` (B, C) from the cache; evaluation
-        batches do not, and fall back to the model's own cross-entropy.
+        batches do not, and fall back to the model's own cross-entropy. With
+        ``hidden_weight`` > 0 the teacher also runs on each training batch for its last
+        hidden states (they are too large to cache: (N, T, H)).
         """
 
         def compute_loss(
             self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, **kw: Any
         ) -> Any:
-            teacher = inputs.pop("teacher_logits", None)
-            outputs = model(**inputs)
-            if teacher is None:
+            cached = inputs.pop("teacher_logits", None)
+            hidden = cached is not None and hidden_weight > 0 and teacher is not None
+            outputs = model(**inputs, output_hidden_states=True) if hidden else model(**inputs)
+            if cached is None:
                 loss = outputs.loss
             else:
                 loss = kd_kl_loss(
                     outputs.logits,
-                    teacher.to(outputs.logits.device),
+                    cached.to(outputs.logits.device),
                     inputs["labels"],
                     alpha=alpha,
                     temperature=temperature,
                 )
+            if hidden:
+                loss = loss + hidden_weight * _hidden_term(model, teacher, inputs, outputs)
             return (loss, outputs) if return_outputs else loss
 
     return DistillTrainer
+
+
+def _hidden_term(model: Any, teacher: Any, inputs: dict[str, Any], outputs: Any) -> Any:
+    import torch
+
+    device = outputs.logits.device
+    if next(teacher.parameters()).device != device:
+        teacher.to(device)
+    features = {k: v for k, v in inputs.items() if k != "labels"}
+    with torch.no_grad():
+        reference = teacher(**features, output_hidden_states=True).hidden_states[-1]
+    mask = inputs.get("attention_mask")
+    if mask is None:
+        mask = torch.ones(reference.shape[:2], device=device)
+    return hidden_cosine_loss(outputs.hidden_states[-1], reference, mask)
+
+
+def _check_hidden_widths(config: DistillConfig, teacher: Any, student: Any) -> None:
+    if config.hidden_loss_weight <= 0:
+        return
+    widths = [getattr(m.config, "hidden_size", None) for m in (teacher, student)]
+    if widths[0] is None or widths[0] != widths[1]:
+        raise EngineError(
+            f"The hidden-state loss compares hidden states of equal width; the teacher's are "
+            f"{widths[0]} wide and the student's {widths[1]}. Set hidden_loss_weight=0 or "
+            "choose a student of the teacher's width (e.g. student=half-layers).",
+            code="invalid_param",
+            param="hidden_loss_weight",
+        )
+    if config.student == "model":
+        raise EngineError(
+            "The hidden-state loss needs the teacher's tokenizer (token i must be the same "
+            "token for both); use student=half-layers or student=preset.",
+            code="invalid_param",
+            param="hidden_loss_weight",
+        )
 
 
 def run_distill(config: DistillConfig, reporter: Reporter) -> DistillResult:
@@ -311,6 +244,11 @@ def run_distill(config: DistillConfig, reporter: Reporter) -> DistillResult:
         EngineError: ``student_unsupported`` (no layer stack / preset for the family),
             ``label_mismatch``, ``empty_dataset`` and the fine-tune recipe's errors.
     """
+    if config.task in SEQUENCE_TASKS:
+        from jobs.engine.seqkd import run_sequence_distill
+
+        return run_sequence_distill(config, reporter)
+
     import tempfile
 
     import datasets
@@ -328,19 +266,7 @@ def run_distill(config: DistillConfig, reporter: Reporter) -> DistillResult:
     transformers.set_seed(config.seed)
     log = lambda message: reporter.emit("log", message=message, level="info")  # noqa: E731
 
-    import torch
-
-    from jobs.engine.compress import refuse_bitsandbytes
-
-    refuse_bitsandbytes(
-        config.teacher_precision, cuda=torch.cuda.is_available(), param="teacher_precision"
-    )
-    if config.teacher_precision != "fp32":
-        raise EngineError(
-            "Holding the teacher in bitsandbytes 8/4-bit is not built yet; use fp32.",
-            code="not_built",
-            param="teacher_precision",
-        )
+    refuse_teacher_precision(config)
     teacher, teacher_tok = load_for_task(config.teacher_dir, config.task)
     teacher = teacher.float().eval()
     labels = [str(teacher.config.id2label[i]) for i in sorted(teacher.config.id2label)]
@@ -367,7 +293,9 @@ def run_distill(config: DistillConfig, reporter: Reporter) -> DistillResult:
     with tempfile.TemporaryDirectory(prefix="llmweb-distill-") as scratch_name:
         scratch = Path(scratch_name)
         student, tokenizer, how = _build_student(config, teacher, scratch, labels, reporter)
-        del teacher
+        _check_hidden_widths(config, teacher, student)
+        if config.hidden_loss_weight <= 0:
+            teacher = None  # free it: the cached logits are all training needs
         student = student.float()
         n_student = sum(x.numel() for x in student.parameters())
         log(f"student: {how}, {n_student:,} parameters")
@@ -385,7 +313,12 @@ def run_distill(config: DistillConfig, reporter: Reporter) -> DistillResult:
             tokenized,
             labels,
             reporter,
-            trainer_class=_distill_trainer_class(config.alpha, config.temperature),
+            trainer_class=_distill_trainer_class(
+                config.alpha,
+                config.temperature,
+                teacher=teacher,
+                hidden_weight=config.hidden_loss_weight,
+            ),
             # teacher_logits is not a forward() argument; compute_loss takes it out.
             extra_args={"remove_unused_columns": False},
         )
@@ -406,7 +339,12 @@ def run_distill(config: DistillConfig, reporter: Reporter) -> DistillResult:
         "kind": "distill",
         "student": config.student,
         "student_description": how,
-        "loss": f"{config.alpha}·T²·KL + {1 - config.alpha:g}·CE, T={config.temperature}",
+        "loss": f"{config.alpha}·T²·KL + {1 - config.alpha:g}·CE, T={config.temperature}"
+        + (
+            f" + {config.hidden_loss_weight:g}·(1 − cos) of last hidden states"
+            if config.hidden_loss_weight > 0
+            else ""
+        ),
         "teacher_logits": "cached" if cached else "computed",
         "device": device_description(),
         "eval": {"split": eval_name, "rows": len(eval_rows.texts)} if eval_rows else None,

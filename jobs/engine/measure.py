@@ -445,10 +445,11 @@ def measure(
 
 
 def headline(quality: dict[str, Any] | None) -> tuple[str, float] | None:
-    """The one number to compare: accuracy for classifiers, perplexity for LMs."""
+    """The one number to compare: accuracy for classifiers, chrF for generated text (when
+    measured), else perplexity for LMs."""
     if not quality:
         return None
-    for key in ("accuracy", "perplexity"):
+    for key in ("accuracy", "chrf", "perplexity"):
         if isinstance(quality.get(key), int | float):
             return key, float(quality[key])
     return None

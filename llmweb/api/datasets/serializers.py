@@ -51,6 +51,7 @@ class DatasetSerializer(serializers.ModelSerializer):
             "txt_mode",
             "read_options",
             "derived_from",
+            "generated_by",
             "lineage_note",
             "num_rows",
             "total_rows",

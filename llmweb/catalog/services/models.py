@@ -30,7 +30,7 @@ from jobs.engine.models.info import BUNDLED_MODELS, ModelInfo
 from jobs.models import JobModel
 from llmweb.accounts.audit import audit_record
 from llmweb.accounts.models import Team
-from llmweb.catalog.models import ModelSource, ModelStatus, RegisteredModel
+from llmweb.catalog.models import Dataset, ModelSource, ModelStatus, RegisteredModel
 from llmweb.catalog.selectors import job_refs, jobs_using
 from llmweb.catalog.services.common import create_versioned, delete_finished_jobs
 from llmweb.catalog.services.model_arrivals import (
@@ -244,6 +244,7 @@ def model_register_from_job(
     parent: RegisteredModel | None = None,
     edge: str = "",
     report: dict[str, Any] | None = None,
+    dataset: Dataset | None = None,
 ) -> RegisteredModel:
     """Register a job's output folder as a new ready model with lineage.
 
@@ -260,6 +261,8 @@ def model_register_from_job(
         edge: the kind of that edge ("fine-tuned from", "distilled from",
             "quantized from"); shown in the lineage graph and the card.
         report: before/after figures (distill, compress) for the model page.
+        dataset: the data it was trained on, when not the job's dataset (sequence-level
+            distillation trains on the teacher's generated version of it).
     """
     from jobs.engine.models import inspect_model
 
@@ -270,7 +273,7 @@ def model_register_from_job(
         existing.delete_files()
         existing.delete()
     base = parent if parent is not None else job.base_model
-    dataset = job.dataset
+    dataset = dataset or job.dataset
     model = create_versioned(
         RegisteredModel,
         team=job.team,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from jobs.engine.base import ListReporter
-from jobs.engine.distill import DistillConfig, kd_kl_loss, run_distill
+from jobs.engine.base import EngineError, ListReporter
+from jobs.engine.distill import DistillConfig, hidden_cosine_loss, kd_kl_loss, run_distill
 from jobs.engine.models import load_for_task
 from jobs.engine.students import every_other_layer, half_layers_student, teacher_key_for
 from tests.factories import sms_rows, tiny_model_folder
@@ -114,3 +114,34 @@ def test_distill_trains_a_half_depth_student_and_caches_the_teacher_logits(tmp_p
     assert second.teacher_logits_cached and second.metrics["teacher_logits_cached"] is True
     phases = [e["name"] for e in reporter.of_kind("phase")]
     assert "teacher logits" not in phases  # nothing was computed for them
+
+
+def test_hidden_cosine_loss_matches_a_hand_computed_value():
+    # Token 1: (1, 0) vs (0, 1): cos 0, loss 1. Token 2: (1, 1) vs (1, 0): cos 1/sqrt(2),
+    # loss 0.29289. Token 3 is padding (mask 0) and must not count, whatever it holds.
+    student = torch.tensor([[[1.0, 0.0], [1.0, 1.0], [5.0, -3.0]]])
+    teacher = torch.tensor([[[0.0, 1.0], [1.0, 0.0], [-5.0, 3.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    loss = hidden_cosine_loss(student, teacher, mask)
+    assert float(loss) == pytest.approx((1.0 + 0.29289) / 2, abs=1e-5)
+    assert float(hidden_cosine_loss(teacher, teacher, mask)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_hidden_loss_trains_a_same_width_student_and_refuses_other_widths(tmp_path):
+    tiny_model_folder(tmp_path / "teacher", "bert", TEXTS, labels=["ham", "spam"])
+    _sms_dataset(tmp_path / "data")
+    reporter = ListReporter()
+    result = run_distill(_config(tmp_path, hidden_loss_weight=1.0, max_steps=2), reporter)
+    assert result.global_step == 2 and "cos" in result.report["loss"]
+    losses = [e["loss"] for e in reporter.of_kind("progress") if e.get("loss") is not None]
+    assert losses and all(loss == loss for loss in losses)  # trained, no NaN
+    plain = ListReporter()
+    run_distill(_config(tmp_path, run="d", max_steps=2), plain)
+    plain_losses = [e["loss"] for e in plain.of_kind("progress") if e.get("loss") is not None]
+    # Same seed, same batches: the cosine term is the difference, and it is positive.
+    assert losses[0] > plain_losses[0]
+    # A mini preset (width 256) cannot be compared with the tiny teacher (width 128).
+    wider = _config(tmp_path, run="c", hidden_loss_weight=1.0, student="preset")
+    with pytest.raises(EngineError) as refused:
+        run_distill(wider, ListReporter())
+    assert refused.value.param == "hidden_loss_weight"
