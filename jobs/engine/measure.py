@@ -3,6 +3,8 @@
 Evaluate times each model it scores; compress and distill report how much smaller, faster
 and worse their output is than their input. All three measure through here, so a latency
 on the compare page, in a compress report and in a distill report means the same thing.
+Past ~400 lines on purpose: it was two modules (speed, measure) that drifted apart in
+warm-up, threads and size counting; one protocol is only one if it is read in one place.
 
 Timing protocol: a fixed CPU thread count where the caller asks for one
 (``fixed_threads``); three warm-up passes; CUDA synchronised around every timed call; a
