@@ -1,8 +1,13 @@
 // Small helpers shared by every page; pages add their own script blocks.
 "use strict";
 // Behaviour that used to be inline handlers, which the Content-Security-Policy forbids:
-// <form data-confirm="question"> asks first; <select data-autosubmit> submits its form.
+// <form data-confirm="question"> asks first; <form data-nosubmit> never submits (its
+// inputs are read by the page's script); <select data-autosubmit> submits its form.
 document.addEventListener("submit", (ev) => {
+  if (ev.target.closest("form[data-nosubmit]")) {
+    ev.preventDefault();
+    return;
+  }
   const form = ev.target.closest("form[data-confirm]");
   if (form && !confirm(form.dataset.confirm)) ev.preventDefault();
 });

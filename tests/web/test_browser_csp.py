@@ -13,7 +13,7 @@ from tests.factories import (
     ready_dataset,
     training_history,
 )
-from tests.support import CHROMIUM, CHROMIUM_ARGS
+from tests.support import CHROMIUM, CHROMIUM_ARGS, ROOT
 from tests.support import browser_login as login
 
 pytestmark = [pytest.mark.browser]
@@ -108,3 +108,17 @@ def compare_with_a_curve(team) -> str:
         rows=generations(["b"], refs=["b"], inputs=["a"]),
     )
     return f"/compare/?dataset={pairs.pk}"
+
+
+def test_no_template_carries_an_inline_event_handler():
+    """The CSP forbids inline handlers; a page that only some teams see (the playground
+    form needs a generation model) would break for them alone, so scan every template."""
+    import re
+
+    handler = re.compile(r"<[^>]*\son[a-z]+\s*=", re.IGNORECASE)
+    offenders = [
+        f"{path.relative_to(ROOT)}: {m.group(0)[:80]}"
+        for path in (ROOT / "templates").rglob("*.html")
+        for m in handler.finditer(path.read_text(encoding="utf-8"))
+    ]
+    assert offenders == []
