@@ -231,9 +231,18 @@ def bundled_model(team):
     return RegisteredModel.objects.get(team=team, source="bundled")
 
 
-def classifier_model(team, label_names, *, name: str = "clf", seed: int = 0, hidden: int = 32):
+def classifier_model(
+    team,
+    label_names,
+    *,
+    name: str = "clf",
+    seed: int = 0,
+    hidden: int = 32,
+    always: str | None = None,
+):
     """A tiny BERT classifier (random weights, the bundled MiniLM tokenizer) registered as
-    ready with ``label_names``: a real model folder to evaluate in seconds."""
+    ready with ``label_names``: a real model folder to evaluate in seconds. With ``always``
+    its head ignores the text and predicts that label, so accuracies are known in advance."""
     import torch
     import transformers
 
@@ -254,6 +263,11 @@ def classifier_model(team, label_names, *, name: str = "clf", seed: int = 0, hid
     )
     folder = record.artifact_dir
     model = transformers.BertForSequenceClassification(config)
+    if always is not None:
+        with torch.no_grad():
+            model.classifier.weight.zero_()
+            model.classifier.bias.fill_(-10.0)
+            model.classifier.bias[list(label_names).index(always)] = 10.0
     model.save_pretrained(str(folder))
     for item in bundled_model_path().iterdir():
         if item.name.startswith(("tokenizer", "vocab", "special_tokens")):

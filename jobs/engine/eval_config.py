@@ -103,6 +103,7 @@ class EvaluateConfig:
         "Break the metrics down by the values of this extra column (a domain, a source) "
         "when the dataset has it.",
         nullable=True,
+        options_from="dataset",
     )
     slice_warn_gap: float = p.param(
         "float",

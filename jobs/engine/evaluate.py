@@ -219,7 +219,7 @@ def run_evaluation(config: EvaluateConfig, reporter: Reporter) -> EvaluateResult
     if not rows:
         raise EngineError(f"The {split} split has no rows.", code="empty_split", param="split")
     if config.slice_column and config.slice_column not in rows[0]:
-        # Refused before any model runs; processing keeps the schema's columns only.
+        # Refused before any model runs (the kind checks the dataset's extra columns first).
         raise EngineError(
             f"The {split} rows have no column {config.slice_column!r} to slice by "
             f"(they have {', '.join(rows[0])}).",

@@ -24,6 +24,9 @@ class Param:
 
     ``min``/``max`` are inclusive unless ``min_exclusive``; ``nullable`` lets None through
     (an empty form field); ``basic`` shows the field up front in the form.
+    ``options_from`` names the input whose chosen record lists the allowed values (an
+    evaluation's ``slice_column`` comes from its dataset's extra columns): the form offers
+    them in a select and the kind's ``check`` refuses others, since they are not known here.
     """
 
     type: str
@@ -35,6 +38,7 @@ class Param:
     choices: tuple[str, ...] | None = None
     nullable: bool = False
     basic: bool = False
+    options_from: str | None = None
 
     def spec(self) -> dict[str, Any]:
         """The JSON schema row the API and the form read."""
@@ -50,6 +54,8 @@ class Param:
             out["nullable"] = True
         if self.basic:
             out["basic"] = True
+        if self.options_from:
+            out["options_from"] = self.options_from
         return out
 
     def clean(self, name: str, value: Any) -> Any:

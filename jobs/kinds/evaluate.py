@@ -97,6 +97,14 @@ class Evaluate(JobKind):
                 raise JobError(why, code="label_mismatch", param="models")
         checked = super().check(team=team, inputs=inputs, params=params)
         config = checked.config
+        if config.slice_column and config.slice_column not in dataset.extra_columns:
+            have = ", ".join(dataset.extra_columns)
+            raise JobError(
+                f"Dataset {dataset} has no extra column {config.slice_column!r} to slice by; "
+                + (f"its extra columns are {have}." if have else "it has no extra columns."),
+                code="invalid_param",
+                param="slice_column",
+            )
         split = config.split
         rows = dataset.num_rows or {}
         if split not in ("auto", "all") and not rows.get(split):

@@ -121,6 +121,13 @@ class Dataset(StoredMixin, models.Model):
     def processed_dir(self) -> Path:
         return self.storage_dir / "processed"
 
+    @property
+    def extra_columns(self) -> list[str]:
+        """Columns kept beside the schema's (a domain, a source): what evaluations can
+        slice by. Processing records them in ``stats``, so no field of their own."""
+        entries = (self.stats or {}).get("extra_columns") or []
+        return [str(e["name"]) for e in entries if isinstance(e, dict) and e.get("name")]
+
 
 class ModelTask(models.TextChoices):
     CLASSIFICATION = "classification"

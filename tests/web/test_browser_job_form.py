@@ -52,3 +52,26 @@ def test_after_the_training_loop_the_page_names_the_phase(
     page.wait_for_function("document.getElementById('eta').textContent.includes('evaluation')")
     assert page.inner_text("#eta") == "final evaluation 1/3"
     assert "0 s left" not in page.inner_text("#eta")
+
+
+def test_the_slice_column_select_offers_the_chosen_datasets_extra_columns(
+    browser_page, live_server_proc, alice, team
+):
+    page, base = browser_page, live_server_proc.url
+    by_domain = ready_dataset(team, "classification", sms_rows(20), name="by-domain")
+    by_source = ready_dataset(team, "classification", sms_rows(20), name="by-source")
+    for ds, column in ((by_domain, "domain"), (by_source, "source_site")):
+        ds.stats = {"extra_columns": [{"name": column, "distinct": 2, "many_values": False}]}
+        ds.save()
+    browser_login(page, base, "alice")
+    page.goto(base + "/jobs/new/")
+    page.select_option("#id_type", "evaluate")
+    page.click("#job-form details summary")  # slice_column is an advanced parameter
+    options = "[...document.querySelectorAll('#id_p_slice_column option')].map(o => o.value)"
+    assert page.evaluate(options) == [""]
+    page.select_option("#id_dataset", str(by_domain.pk))
+    assert page.evaluate(options) == ["", "domain"]
+    page.select_option("#id_p_slice_column", "domain")
+    page.select_option("#id_dataset", str(by_source.pk))
+    assert page.evaluate(options) == ["", "source_site"]
+    assert page.input_value("#id_p_slice_column") == ""  # not a column of this dataset

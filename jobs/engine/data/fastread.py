@@ -4,9 +4,9 @@ Most uploads are clean, so the reading pass first tries pyarrow's block-wise CSV
 JSON readers (bounded memory) and checks whole columns at once. It gives up (returns
 None) at the first thing the row-by-row reader would treat specially: a parse error, a
 null or non-text value, an empty label, a blank row, an over-long line or field, a
-label type other than text/integer/boolean. The caller then reruns the row-by-row
-reader, so row errors with exact line numbers keep coming from one place; a clean file
-gives the same rows either way.
+label type other than text/integer/boolean, an extra column holding anything but
+text. The caller then reruns the row-by-row reader, so row errors with exact line
+numbers keep coming from one place; a clean file gives the same rows either way.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from jobs.engine.data.mapping import RowChecker
+from jobs.engine.data.mapping import EXTRA_MAX_CHARS, RowChecker
 from jobs.engine.data.readers import Source
 from jobs.engine.data.writing import PROGRESS_EVERY_ROWS, RawRows
 
@@ -56,7 +56,7 @@ def _first_record(path: Path) -> dict | None:
     return None
 
 
-def _batches(src: Source, schema: str, mapping: dict[str, str]):
+def _batches(src: Source, schema: str, mapping: dict[str, str], extras: list[str]):
     import pyarrow.csv as pcsv
     import pyarrow.json as pj
 
@@ -64,7 +64,8 @@ def _batches(src: Source, schema: str, mapping: dict[str, str]):
         first = _first_record(src.path)
         if first is None:
             raise _GiveUp
-        fields = []
+        # A number in an extra column fails the parse: the row reader turns it into text.
+        fields = [pa.field(col, pa.string()) for col in extras]
         for canon, col in mapping.items():
             value = first.get(col)
             if canon != "label" or isinstance(value, str):
@@ -105,6 +106,23 @@ def _batches(src: Source, schema: str, mapping: dict[str, str]):
             quoted_strings_can_be_null=False,
         ),
     )
+
+
+def _extras(batch: pa.RecordBatch, checker: RowChecker) -> list[pa.Array]:
+    """The extra columns as the row reader writes them: missing as "", long values cut."""
+    out = []
+    for col in checker.extras:
+        arr = batch.column(col)
+        if not pa.types.is_string(arr.type):
+            raise _GiveUp
+        arr = pc.fill_null(arr, "")
+        long = pc.greater(pc.utf8_length(arr), EXTRA_MAX_CHARS)
+        cut = pc.sum(long).as_py() or 0
+        if cut:
+            checker.truncated[col] += cut
+            arr = pc.utf8_slice_codeunits(arr, 0, EXTRA_MAX_CHARS)
+        out.append(arr)
+    return out
 
 
 def _canonical(
@@ -165,20 +183,21 @@ def read_rows_fast(
     if src.path.stat().st_size == 0:
         return None
     mapping = checker.mapping
-    canon = list(mapping)
     kind0, counts0 = checker.label_kind, dict(checker.label_counts)
+    truncated0 = dict(checker.truncated)
     out = RawRows(path)
-    schema = pa.schema([pa.field(c, pa.string()) for c in canon])
+    schema = pa.schema([pa.field(c, pa.string()) for c in checker.columns])
     next_progress = PROGRESS_EVERY_ROWS
     try:
         if _max_line_bytes(src.path) > checker.max_chars:
             raise _GiveUp
-        reader = _batches(src, src.format, mapping)
+        reader = _batches(src, src.format, mapping, checker.extras)
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
             for batch in reader:
                 if batch.num_rows == 0:
                     continue
                 columns, label = _canonical(batch, src, mapping, checker)
+                columns += _extras(batch, checker)
                 writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=schema))
                 if label is not None:
                     enc = pc.dictionary_encode(label)
@@ -194,6 +213,7 @@ def read_rows_fast(
                     on_progress(out.n_valid)
     except (_GiveUp, pa.ArrowException, ValueError, UnicodeDecodeError):
         checker.label_kind, checker.label_counts = kind0, counts0
+        checker.truncated = truncated0
         path.unlink(missing_ok=True)
         return None
     if out.n_valid == 0:

@@ -1,11 +1,15 @@
 """Schemas, canonical columns, mapping suggestions and per-row value checks.
 
 The training engines read only canonical column names, so every dataset is rewritten
-to them here, whatever its source columns were called.
+to them here, whatever its source columns were called. Columns the mapping leaves out
+("extra" columns: a domain, a source) are kept beside them as short strings, a bounded
+number of them, so an evaluation can break its metrics down by their values; training
+never reads them (tokenising drops every column it did not make).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -109,6 +113,16 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
 }
 ALL_SYNONYMS = {s for names in SYNONYMS.values() for s in names}
 LABEL_LIKE_MAX_DISTINCT = 20
+# Extra columns: at most this many are kept, each value cut to EXTRA_MAX_CHARS characters,
+# so they add at most ~2 KiB a row whatever the upload holds.
+MAX_EXTRA_COLUMNS = 8
+EXTRA_MAX_CHARS = 256
+# Names an extra column may not take: any schema's canonical columns (a "label" next to a
+# causal-lm "text" would become training labels) and what tokenising and previews add.
+RESERVED_NAMES = frozenset(
+    {c for cols in SCHEMAS.values() for c in cols}
+    | {"labels", "length", "input_ids", "attention_mask", "token_type_ids", "_row"}
+)
 
 
 def normalize_name(name: str) -> str:
@@ -217,6 +231,38 @@ def check_mapping(schema: str, mapping: dict[str, str], columns: list[str]) -> d
     return {c: mapping[c] for c in wanted}
 
 
+def extra_columns(mapping: dict[str, str], columns: list[str]) -> tuple[list[str], list[str]]:
+    """``(kept, dropped)``: the file's unmapped columns, in file order, split into the
+    first ``MAX_EXTRA_COLUMNS`` usable ones and the rest (reserved names, overflow)."""
+    used = set(mapping.values())
+    kept: list[str] = []
+    dropped: list[str] = []
+    for col in columns:
+        if col in used:
+            continue
+        fits = col not in RESERVED_NAMES and 0 < len(col) <= 64
+        (kept if fits and len(kept) < MAX_EXTRA_COLUMNS else dropped).append(col)
+    return kept, dropped
+
+
+def extra_value(value: Any) -> tuple[str, bool]:
+    """``(text, was cut)``: an extra column's value as a string of at most
+    ``EXTRA_MAX_CHARS`` characters; a missing value is the empty string, never an error."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "", False
+    if isinstance(value, bool):
+        text = str(value).lower()
+    elif isinstance(value, str):
+        text = value
+    elif isinstance(value, (dict, list)):
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    else:
+        text = str(value)
+    if len(text) > EXTRA_MAX_CHARS:
+        return text[:EXTRA_MAX_CHARS], True
+    return text, False
+
+
 def _label_value(value: Any) -> tuple[str | None, str, str | None]:
     """(label string, kind, error). Numbers keep their kind so a later "spam" stands out."""
     if isinstance(value, bool):
@@ -249,15 +295,30 @@ class RowChecker:
     """Turns a source row into a canonical row, or into row errors.
 
     Label kinds (text / number / boolean) are fixed by the first valid label, so a
-    column of numbers with a stray word is reported on the stray rows.
+    column of numbers with a stray word is reported on the stray rows. ``extras`` are
+    source columns copied as they are (see :func:`extra_value`); they never make a row
+    invalid, and ``truncated`` counts the values cut short per column.
     """
 
-    def __init__(self, schema: str, mapping: dict[str, str], max_chars: int):
+    def __init__(
+        self,
+        schema: str,
+        mapping: dict[str, str],
+        max_chars: int,
+        extras: list[str] | None = None,
+    ):
         self.schema = schema
         self.mapping = mapping
         self.max_chars = max_chars
+        self.extras = list(extras or [])
         self.label_kind: str | None = None
         self.label_counts: dict[str, int] = {}
+        self.truncated: dict[str, int] = dict.fromkeys(self.extras, 0)
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns of a checked row: canonical ones in schema order, then the extras."""
+        return [*self.mapping, *self.extras]
 
     def __call__(self, row: dict[str, Any]) -> tuple[dict[str, str] | None, list[tuple[str, str]]]:
         out: dict[str, str] = {}
@@ -286,6 +347,10 @@ class RowChecker:
                 out[canon] = text  # type: ignore[assignment]
         if errors:
             return None, errors
+        for col in self.extras:
+            out[col], cut = extra_value(row.get(col))
+            if cut:
+                self.truncated[col] += 1
         if "label" in out:
             self.label_kind = self.label_kind or kind_seen
             self.label_counts[out["label"]] = self.label_counts.get(out["label"], 0) + 1

@@ -5,6 +5,10 @@ writes canonical rows straight to an Arrow file, so memory stays bounded whateve
 upload's size; splitting selects indices over that memory-mapped file; the result is
 saved beside ``out_dir`` and renamed into place only when everything worked.
 
+Extra columns: up to ``MAX_EXTRA_COLUMNS`` source columns the mapping leaves out are
+kept after the canonical ones as short strings (``mapping.extra_columns``), so an
+evaluation can slice its metrics by a domain or a source; the stats describe them.
+
 Invalid rows: a structural problem (no rows, a mapped column missing from the file,
 broken JSON, wrong encoding) fails at once. Row-level problems (null or non-text
 values, mixed label kinds, too many fields, an over-long line) are collected; when
@@ -28,9 +32,11 @@ from jobs.engine.data.fastread import read_rows_fast
 from jobs.engine.data.mapping import (
     LABELLED,
     LM_SCHEMAS,
+    MAX_EXTRA_COLUMNS,
     RowChecker,
     canonical_columns,
     check_mapping,
+    extra_columns,
     label_names,
     suggest_mapping,
 )
@@ -221,7 +227,8 @@ def _process(run: _Run, work: Path, staged: Path) -> ProcessResult:
         sample = sample_rows(src, cfg.max_field_bytes, 50)
         mapping = suggest_mapping(cfg.schema, src.columns, sample)
     mapping = check_mapping(cfg.schema, mapping, src.columns)
-    checker = RowChecker(cfg.schema, mapping, cfg.max_field_bytes)
+    extras, left_out = extra_columns(mapping, src.columns)
+    checker = RowChecker(cfg.schema, mapping, cfg.max_field_bytes, extras)
 
     def on_progress(rows: int) -> None:
         if run.reporter.should_stop():
@@ -250,6 +257,11 @@ def _process(run: _Run, work: Path, staged: Path) -> ProcessResult:
 
     run.start("validating", f"Checking {raw.n_valid + raw.n_invalid:,} rows")
     warnings = _check_rows(raw, src.path.name, bool(src.has_header))
+    if left_out:
+        warnings.append(
+            f"Extra columns not kept: {', '.join(left_out)} (at most {MAX_EXTRA_COLUMNS} are "
+            f"kept, and none named like a schema column)"
+        )
     names = labels = None
     if cfg.schema in LABELLED:
         names = _check_labels(checker.label_counts, cfg.max_labels)
@@ -265,9 +277,9 @@ def _process(run: _Run, work: Path, staged: Path) -> ProcessResult:
         which[idx] = j
     label_feature = datasets.ClassLabel(names=names) if names else None
     features = datasets.Features(
-        {c: label_feature if c == "label" else datasets.Value("string") for c in mapping}
+        {c: label_feature if c == "label" else datasets.Value("string") for c in checker.columns}
     )
-    acc = StatsAccumulator(cfg.schema, names)
+    acc = StatsAccumulator(cfg.schema, names, extras)
     split_files = {name: work / f"{name}.arrow" for name in SPLITS}
     write_split_files(raw.path, split_files, features, which, labels, acc, run.check_stop)
     for name, ratio in zip(SPLITS, cfg.split_ratios, strict=True):
@@ -276,6 +288,8 @@ def _process(run: _Run, work: Path, staged: Path) -> ProcessResult:
 
     run.start("stats", "Computing statistics")
     stats = acc.result()
+    for entry in stats.get("extra_columns", []):
+        entry["truncated"] = checker.truncated.get(entry["name"], 0)
     warnings += stats_warnings(stats)
     del acc, labels, which, raw.seen_ids
     release_memory()

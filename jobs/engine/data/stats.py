@@ -20,6 +20,10 @@ BATCH = 2000
 LENGTH_EDGES = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 NEAR_EMPTY_CHARS = 3
 IMBALANCE_WARN = 3.0
+# Distinct values counted per extra column; past this the column is noted as "many
+# values" (an id, a free text) and stops being counted, so memory stays bounded.
+EXTRA_DISTINCT_LIMIT = 1000
+EXTRA_TOP = 10
 
 
 def input_columns(schema: str) -> list[str]:
@@ -180,6 +184,38 @@ class _Split:
         self.labels = np.zeros(n_labels, dtype=np.int64)
 
 
+class _ExtraColumn:
+    """Value counts of one extra column, up to ``EXTRA_DISTINCT_LIMIT`` distinct values."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.many = False
+
+    def add(self, col: pa.Array | pa.ChunkedArray) -> None:
+        if self.many:
+            return
+        for item in pc.value_counts(col).to_pylist():
+            value = item["values"] or ""
+            self.counts[value] = self.counts.get(value, 0) + int(item["counts"])
+        if len(self.counts) > EXTRA_DISTINCT_LIMIT:
+            self.many, self.counts = True, {}
+
+    def summary(self, name: str) -> dict[str, Any]:
+        top = sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))[:EXTRA_TOP]
+        return {
+            "name": name,
+            "distinct": None if self.many else len(self.counts),
+            "many_values": self.many,
+            "top": [{"value": v, "rows": n} for v, n in top],
+        }
+
+
+def extra_column_names(schema: str, columns: list[str]) -> list[str]:
+    """The columns of a processed split that are not the schema's: the extra columns."""
+    canonical = set(canonical_columns(schema))
+    return [c for c in columns if c not in canonical]
+
+
 def _cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
     return np.concatenate(parts) if parts else np.array([], dtype=dtype)
 
@@ -188,15 +224,19 @@ class StatsAccumulator:
     """Collects statistics batch by batch (Arrow tables with canonical columns).
 
     ``label`` holds class ids when ``label_names`` is given. Holds 16 bytes of hashes
-    and a few bytes of lengths per row, never the texts.
+    and a few bytes of lengths per row, never the texts. ``extras`` (extra columns) get
+    bounded value counts; duplicates and leakage are judged on the canonical columns only.
     """
 
-    def __init__(self, schema: str, label_names: list[str] | None = None):
+    def __init__(
+        self, schema: str, label_names: list[str] | None = None, extras: list[str] | None = None
+    ):
         self.schema = schema
         self.texts = text_columns(schema)
         self.inputs = input_columns(schema)
         self.label_names = label_names
         self.splits: dict[str, _Split] = {}
+        self.extras = {name: _ExtraColumn() for name in extras or []}
 
     def start(self, split: str) -> _Split:
         """Register ``split`` so it is reported even if it stays empty."""
@@ -228,6 +268,8 @@ class StatsAccumulator:
         if self.label_names is not None:
             ids = np.asarray(batch.column("label"), dtype=np.int64)
             st.labels += np.bincount(ids, minlength=len(self.label_names))
+        for name, extra in self.extras.items():
+            extra.add(batch.column(name))
 
     def result(self) -> dict[str, Any]:
         names = self.label_names
@@ -253,6 +295,8 @@ class StatsAccumulator:
             "near_duplicates": int(all_inputs.size - _distinct(all_inputs)),
             "overlap": {},
         }
+        if self.extras:
+            stats["extra_columns"] = [e.summary(n) for n, e in self.extras.items()]
         train = inputs.get("train")
         train_sorted = np.sort(train) if train is not None else None
         for name in ("validation", "test"):
@@ -288,9 +332,10 @@ def compute_stats(
     types only.
     """
     names = None
+    first = dsd[next(iter(dsd))]
     if schema in LABELLED:
-        names = list(dsd[next(iter(dsd))].features["label"].names)
-    acc = StatsAccumulator(schema, names)
+        names = list(first.features["label"].names)
+    acc = StatsAccumulator(schema, names, extra_column_names(schema, first.column_names))
     for name, ds in dsd.items():
         acc.start(name)
         for table in ds.with_format("arrow").iter(batch_size=BATCH):

@@ -61,7 +61,7 @@ def read_rows(
 ) -> RawRows:
     import datasets
 
-    canon = list(checker.mapping)
+    canon = checker.columns
     features = datasets.Features({c: datasets.Value("string") for c in canon})
     out = RawRows(path)
     writer = datasets.arrow_writer.ArrowWriter(

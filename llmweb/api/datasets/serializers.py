@@ -23,6 +23,8 @@ class DatasetSerializer(serializers.ModelSerializer):
         source="created_by.username", default=None, read_only=True, allow_null=True
     )
     total_rows = serializers.SerializerMethodField()
+    # Kept beside the schema's columns; an evaluation's slice_column is one of them.
+    extra_columns = serializers.ListField(child=serializers.CharField(), read_only=True)
     urls = serializers.SerializerMethodField()
     # While queued: "Waiting for a worker: N ahead of it, queued 2 min ago" (never bare).
     progress_message = serializers.SerializerMethodField()
@@ -56,6 +58,7 @@ class DatasetSerializer(serializers.ModelSerializer):
             "num_rows",
             "total_rows",
             "label_names",
+            "extra_columns",
             "warnings",
             "error",
             "created_by",

@@ -13,8 +13,19 @@ from jobs.engine.params import Param
 from jobs.kinds import JobKind, all_kinds, get_kind
 
 
-def _param_field(name: str, spec: Param) -> forms.Field:
+def _param_field(
+    name: str, spec: Param, options: dict[str, list[str]] | None = None
+) -> forms.Field:
+    """The form field of one parameter. ``options`` (record id -> values) turns a param
+    with ``options_from`` into a select that the page refills when that input changes."""
     common = {"required": False, "help_text": spec.help, "label": name.replace("_", " ")}
+    if spec.options_from and options is not None:
+        values = sorted({v for vs in options.values() for v in vs})
+        widget = forms.Select(
+            choices=[("", "—"), *[(v, v) for v in values]],
+            attrs={"data-options-from": spec.options_from, "data-options": json.dumps(options)},
+        )
+        return forms.CharField(initial=spec.default or "", widget=widget, **common)
     if spec.choices:
         return forms.ChoiceField(
             choices=[(c, c) for c in spec.choices], initial=spec.default, **common
@@ -30,6 +41,14 @@ def _param_field(name: str, spec: Param) -> forms.Field:
     if spec.type == "list[str]":
         return forms.CharField(initial="", **common)
     return forms.CharField(initial=spec.default, **common)
+
+
+def _options(source: str | None, datasets: Any) -> dict[str, list[str]] | None:
+    """Values a param can take per record of the input it draws on (dataset id -> its
+    extra columns), or None when the param draws on nothing."""
+    if source != "dataset" or datasets is None:
+        return None
+    return {str(ds.pk): ds.extra_columns for ds in datasets}
 
 
 def follow_up_kinds(kinds: list[JobKind]) -> list[JobKind]:
@@ -88,7 +107,9 @@ class JobForm(forms.Form):
                 if spec.basic:
                     self._basic.add(name)
                 if f"p_{name}" not in self.fields:
-                    self.fields[f"p_{name}"] = _param_field(name, spec)
+                    self.fields[f"p_{name}"] = _param_field(
+                        name, spec, _options(spec.options_from, datasets)
+                    )
                 elif spec.choices and hasattr(self.fields[f"p_{name}"], "choices"):
                     # Two kinds share a name with different choices (fine-tune's method
                     # full/lora, compress's dynamic-int8/...): offer all; the chosen kind's

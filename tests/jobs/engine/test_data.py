@@ -627,3 +627,97 @@ def test_vectorised_stats_kernels_match_the_regex_definitions():
         assert (stats._near_empty(arr) == np.asarray(short)).all()
         norm = pc.replace_substring_regex(pc.utf8_lower(arr), r"[^\p{L}\p{N}]+", "")
         assert (stats._normalized_hashes(arr) == stats._hashes(norm)).all()
+
+
+# --- extra columns (slices) ---------------------------------------------------------------
+
+
+def _with_domain(path: Path, ext: str, n: int = 60) -> Path:
+    """Rows with a ``domain`` column, one over-long ``note`` and, in JSONL, missing notes."""
+    rows = [
+        {
+            "text": f"message {i} about things",
+            "label": "ab"[i % 2],
+            "domain": ["news", "chat", "mail"][i % 3],
+            "note": "é" * 300 if i == 4 else f"n{i}",
+        }
+        for i in range(n)
+    ]
+    if ext == "jsonl":
+        for r in rows[::7]:
+            del r["note"]
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    else:
+        sep = "\t" if ext == "tsv" else ","
+        lines = [sep.join(r.values()) for r in rows]
+        path.write_text(sep.join(rows[0]) + "\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("ext", ["csv", "tsv", "jsonl"])
+def test_an_extra_domain_column_is_kept_the_same_by_both_readers(tmp_path, monkeypatch, ext):
+    from jobs.engine.data import process as process_module
+
+    path = _with_domain(tmp_path / f"data.{ext}", ext)
+    fast = process_dataset(ProcessConfig(path, tmp_path / "fast", "classification"))
+    monkeypatch.setattr(process_module, "read_rows_fast", lambda *a, **k: None)
+    slow = process_dataset(ProcessConfig(path, tmp_path / "slow", "classification"))
+    assert fast.mapping == {"text": "text", "label": "label"}
+    assert fast.stats == slow.stats
+    assert _processed_rows(tmp_path / "fast") == _processed_rows(tmp_path / "slow")
+    extras = {e["name"]: e for e in fast.stats["extra_columns"]}
+    assert list(extras) == ["domain", "note"]
+    assert extras["domain"]["distinct"] == 3 and not extras["domain"]["many_values"]
+    assert {t["value"]: t["rows"] for t in extras["domain"]["top"]} == {
+        "news": 20,
+        "chat": 20,
+        "mail": 20,
+    }
+    assert extras["note"]["truncated"] == 1
+    rows = [r for split in _processed_rows(tmp_path / "fast").values() for r in split]
+    assert set(rows[0]) == {"text", "label", "domain", "note"}
+    assert {len(r["note"]) for r in rows} >= {256} and max(len(r["note"]) for r in rows) == 256
+    by_text = {r["text"]: r for r in rows}
+    assert by_text["message 5 about things"]["domain"] == "mail"
+    if ext == "jsonl":
+        assert by_text["message 7 about things"]["note"] == ""  # missing: empty, not an error
+    assert not fast.row_errors
+
+
+def test_extra_columns_are_bounded_and_never_shadow_schema_columns(tmp_path):
+    names = [f"x{i}" for i in range(10)]
+    header = ",".join(["sms", "class", "label_text", "text", *names])
+    body = [f"hello number {i},{'ab'[i % 2]},L,T,{','.join(names)}" for i in range(40)]
+    result = process(
+        tmp_path,
+        write_csv(tmp_path / "wide.csv", body, header),
+        "classification",
+        mapping={"text": "sms", "label": "class"},
+        has_header=True,
+    )
+    kept = [e["name"] for e in result.stats["extra_columns"]]
+    assert kept == ["label_text", *names[:7]]  # "text" is a schema column's name
+    assert load(tmp_path)["train"].column_names == ["text", "label", *kept]
+    assert any(w.startswith("Extra columns not kept: text, x7, x8, x9") for w in result.warnings)
+
+
+def test_an_extra_column_with_many_values_is_kept_and_noted(tmp_path, monkeypatch):
+    from jobs.engine.data import stats
+
+    monkeypatch.setattr(stats, "EXTRA_DISTINCT_LIMIT", 10)
+    body = [f"hello number {i},{'ab'[i % 2]},id-{i}" for i in range(40)]
+    result = process(
+        tmp_path, write_csv(tmp_path / "ids.csv", body, "text,label,row_id"), "classification"
+    )
+    (entry,) = result.stats["extra_columns"]
+    assert entry["name"] == "row_id" and entry["many_values"] and entry["distinct"] is None
+    assert sum(len(s) for s in load(tmp_path).values()) == 40
+
+
+def test_compute_stats_describes_the_extra_columns_of_processed_splits(tmp_path):
+    path = _with_domain(tmp_path / "data.csv", "csv")
+    result = process(tmp_path, path, "classification")
+    again = compute_stats(load(tmp_path), "classification")
+    for entry in result.stats["extra_columns"]:
+        entry.pop("truncated")
+    assert again == result.stats
