@@ -460,9 +460,12 @@ def redis_stop(server: EmbeddedRedis) -> int:
     return int(server.url.rsplit(":", 1)[1].split("/")[0])
 
 
-def database_outage(*, until: Callable[[], object], at_least: float = 3.0) -> int:
+def database_outage(
+    *, until: Callable[[], object], at_least: float = 3.0, at_most: float = 20.0
+) -> int:
     """Make the test database unusable for other processes until ``until()`` is truthy
-    (and ``at_least`` seconds passed); return how many times their writes were cut off.
+    and ``at_least`` seconds passed (``at_most`` seconds in any case); return how many
+    times their connections were cut (PostgreSQL) or 1 (SQLite).
 
     PostgreSQL: every other connection to the test database is terminated, again and again
     (``pg_terminate_backend``, which is what a server restart looks like to a client; the
@@ -474,7 +477,8 @@ def database_outage(*, until: Callable[[], object], at_least: float = 3.0) -> in
     started = time.monotonic()
 
     def over() -> bool:
-        return time.monotonic() - started >= at_least and bool(until())
+        lasted = time.monotonic() - started
+        return lasted >= at_most or (lasted >= at_least and bool(until()))
 
     if connection.vendor == "postgresql":
         cut = 0
