@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 from jobs import inference, services
 from jobs.kinds import get_kind
@@ -59,7 +59,8 @@ def run_job_task(self, job_id: int) -> str:
                 return None
             # This thread's connection sat idle through the whole run; if the database
             # restarted meanwhile it is dead, and Django reconnects only when told to.
-            close_old_connections()
+            if not connection.in_atomic_block:  # a caller's transaction is not ours to end
+                close_old_connections()
             return kind.finish(job, result)
 
         def failed(error: dict, traceback: str) -> None:
