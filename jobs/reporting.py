@@ -1,5 +1,12 @@
 """The worker side of a job: the engine's Reporter, which writes events through the
-services (which persist, then publish) on its own thread, heart-beats and polls cancel."""
+services (which persist, then publish) on its own thread, heart-beats and polls cancel.
+
+Every database write a running job makes (events, progress, heartbeat, its final status)
+goes through ``db_retry`` here: a database restart, a dropped connection or a lock held
+for a few seconds delays those writes; it loses none and fails no job. Redis is never on
+this path's critical side: publishing is best effort (``jobs.publishing``), and the event
+rows are what a reconnecting client replays.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +14,42 @@ import logging
 import queue
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# How long a write is retried before its error is let through. Longer than a database
+# restart or failover takes, far shorter than the reaper's staleness window is long.
+DB_RETRY_SECONDS = 60.0
+DB_RETRY_MAX_DELAY = 5.0
+
+
+def db_retry(call: Callable[[], T], *, what: str, budget: float = DB_RETRY_SECONDS) -> T:
+    """Run ``call`` (one write and its reads), again after a lost or busy database.
+
+    ``OperationalError``/``InterfaceError`` mean the connection is gone (a restart, a
+    terminated backend) or the database was busy (SQLite's lock timeout). The thread's
+    connection is closed so the next try opens a fresh one (Django never reconnects a
+    connection by itself outside a request), then the call runs again after a growing
+    pause, until ``budget`` seconds have passed. Inside a transaction a retry cannot
+    help (the work before it is gone too), so the error goes up at once.
+    """
+    from django.db import InterfaceError, OperationalError, connection
+
+    deadline = time.monotonic() + budget
+    delay = 0.2
+    while True:
+        try:
+            return call()
+        except (OperationalError, InterfaceError) as exc:
+            if connection.in_atomic_block or time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s: database unavailable (%s); retrying in %.1fs", what, exc, delay)
+            connection.close()
+            time.sleep(delay)
+            delay = min(delay * 2, DB_RETRY_MAX_DELAY)
 
 
 class JobReporter:
@@ -78,14 +118,28 @@ class JobReporter:
             while (item := self._outbox.get()) is not None:
                 kind, data, update_row = item
                 try:
+                    # The row update and the event are retried apart, so a retry after a
+                    # dropped connection cannot append the same event twice.
                     if update_row:
-                        services.job_progress_update(job_id=self.job_id, worker=self.worker, **data)
-                    elif kind == "checkpoint":
-                        services.job_checkpoint_update(
-                            job_id=self.job_id, step=int(data.get("step") or 0)
+                        db_retry(
+                            lambda data=data: services.job_progress_update(
+                                job_id=self.job_id, worker=self.worker, **data
+                            ),
+                            what=f"job {self.job_id} progress",
                         )
-                    services.job_event_append(
-                        job_id=self.job_id, kind=kind, data=data, worker=self.worker
+                    elif kind == "checkpoint":
+                        step = int(data.get("step") or 0)
+                        db_retry(
+                            lambda step=step: services.job_checkpoint_update(
+                                job_id=self.job_id, step=step
+                            ),
+                            what=f"job {self.job_id} checkpoint",
+                        )
+                    db_retry(
+                        lambda kind=kind, data=data: services.job_event_append(
+                            job_id=self.job_id, kind=kind, data=data, worker=self.worker
+                        ),
+                        what=f"job {self.job_id} {kind} event",
                     )
                 except Exception:  # noqa: BLE001 - one lost event must not stop the stream
                     log.exception("job %s: could not record a %s event", self.job_id, kind)
@@ -93,7 +147,7 @@ class JobReporter:
             connection.close()
 
     def _beat(self) -> None:
-        from django.db import connection
+        from django.db import InterfaceError, OperationalError, connection
 
         from jobs import services
 
@@ -102,7 +156,16 @@ class JobReporter:
             while not self._stop.wait(self.poll_interval):
                 now = time.monotonic()
                 beat = now - last_beat >= self.heartbeat_interval
-                state = services.job_poll(job_id=self.job_id, worker=self.worker, heartbeat=beat)
+                try:
+                    state = services.job_poll(
+                        job_id=self.job_id, worker=self.worker, heartbeat=beat
+                    )
+                except (OperationalError, InterfaceError) as exc:
+                    # The next poll tries again on a fresh connection: this thread must
+                    # outlive a database restart, or the job would look dead to the reaper.
+                    log.warning("job %s: heartbeat failed (%s)", self.job_id, exc)
+                    connection.close()
+                    continue
                 if beat:
                     last_beat = now
                 if state == "cancel":

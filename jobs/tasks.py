@@ -14,11 +14,12 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.db import close_old_connections, connection
 
 from jobs import inference, services
 from jobs.kinds import get_kind
 from jobs.models import Job
-from jobs.reporting import JobReporter
+from jobs.reporting import JobReporter, db_retry
 from llmweb.core.running import run_guarded
 
 
@@ -56,27 +57,40 @@ def run_job_task(self, job_id: int) -> str:
             reporter.flush()
             if reporter.lost:
                 return None
+            # This thread's connection sat idle through the whole run; if the database
+            # restarted meanwhile it is dead, and Django reconnects only when told to.
+            if not connection.in_atomic_block:  # a caller's transaction is not ours to end
+                close_old_connections()
             return kind.finish(job, result)
 
         def failed(error: dict, traceback: str) -> None:
             reporter.flush()
-            services.job_fail(job_id=job_id, error=error, traceback=traceback)
+            db_retry(
+                lambda: services.job_fail(job_id=job_id, error=error, traceback=traceback),
+                what=f"job {job_id} failed",
+            )
 
         def cancelled() -> None:
             reporter.flush()
             if not reporter.lost:
-                services.job_mark_cancelled(job_id=job_id)
+                db_retry(
+                    lambda: services.job_mark_cancelled(job_id=job_id),
+                    what=f"job {job_id} cancelled",
+                )
 
         ran = run_guarded(work, what="The job", on_failed=failed, on_cancelled=cancelled)
         if ran.state != "succeeded":
             return ran.state
         if ran.value is None:
             return "lost"
-        services.job_succeed(
-            job_id=job_id,
-            worker=worker,
-            metrics=ran.value.metrics,
-            result_model=ran.value.result_model,
+        db_retry(
+            lambda: services.job_succeed(
+                job_id=job_id,
+                worker=worker,
+                metrics=ran.value.metrics,
+                result_model=ran.value.result_model,
+            ),
+            what=f"job {job_id} succeeded",
         )
         return "succeeded"
 

@@ -147,8 +147,10 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Web, worker and tests share one file; WAL lets readers run beside the writer.
+    # How long a write waits for another writer's lock before "database is locked" (the
+    # worker then retries it: jobs.reporting.db_retry). The fault tests shorten it.
     DATABASES["default"]["OPTIONS"] = {
-        "timeout": 30,
+        "timeout": envint("LLMWEB_SQLITE_TIMEOUT", 30),
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
     }

@@ -21,7 +21,7 @@ import httpx
 from django.conf import settings
 
 from llmweb.core.instance import redis_key_prefix, worker_node_name
-from llmweb.devtools.redis import free_port
+from llmweb.devtools.redis import EmbeddedRedis, free_port, start_embedded
 from llmweb.devtools.server import asgi_command
 from llmweb.devtools.workers import worker_command
 
@@ -198,6 +198,45 @@ class Worker:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def _pool_children(self) -> list:
+        import psutil
+
+        try:
+            return psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.Error:
+            return []
+
+    def pause_pool(self) -> None:
+        """Freeze the pool processes (the jobs they run) with SIGSTOP; the main process,
+        which talks to the broker, keeps running. A test paces a fault with this."""
+        for child in self._pool_children():
+            child.suspend()
+
+    def resume_pool(self) -> None:
+        for child in self._pool_children():
+            child.resume()
+
+    def limit_file_size(self, nbytes: int) -> int:
+        """Cap the size of any file the worker's processes write (``RLIMIT_FSIZE``, set from
+        outside with ``prlimit``, which needs no privilege for one's own processes): a write
+        past it fails with ``EFBIG`` (Python ignores SIGXFSZ), like a disk that filled up.
+        Returns how many processes were capped."""
+        import resource
+
+        import psutil
+
+        capped = 0
+        for proc in psutil.process_iter(["pid"]):
+            try:
+                if os.getpgid(proc.pid) != self.proc.pid:
+                    continue
+                _, hard = resource.prlimit(proc.pid, resource.RLIMIT_FSIZE)
+                resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (nbytes, hard))
+                capped += 1
+            except (ProcessLookupError, psutil.Error):
+                continue
+        return capped
 
 
 class LiveServer:
@@ -381,25 +420,114 @@ def browser_login(page, base: str, username: str, password: str | None = None) -
 
 
 @contextlib.contextmanager
-def broker_unreachable() -> Iterator[None]:
-    """Point this process's Celery producers at a closed port (a broker that is down).
+def broker_at(url: str) -> Iterator[None]:
+    """Point this process's Celery producers (sends, control pings) at the broker ``url``.
 
     The pools of the real broker are set aside untouched and put back afterwards; only the
-    pools made for the dead address are closed.
+    pools made for ``url`` are closed.
     """
     from llmweb.celery import app
 
     saved = app.conf.broker_url, app._pool, app.amqp._producer_pool
-    app.conf.broker_url = "redis://127.0.0.1:1/0"
+    app.conf.broker_url = url
     app._pool = app.amqp._producer_pool = None  # rebuilt from broker_url on first use
     try:
         yield
     finally:
-        dead = app.amqp._producer_pool, app._pool
+        made = app.amqp._producer_pool, app._pool
         app.conf.broker_url, app._pool, app.amqp._producer_pool = saved
-        for pool in dead:
+        for pool in made:
             if pool is not None:
                 pool.force_close_all()
+
+
+def broker_unreachable() -> contextlib.AbstractContextManager[None]:
+    """A broker that is down: this process's Celery producers point at a closed port."""
+    return broker_at("redis://127.0.0.1:1/0")
+
+
+# --- faults: a Redis of the test's own, a database outage, a full disk ----------------------
+
+
+def dedicated_redis(port: int | None = None) -> EmbeddedRedis:
+    """A Redis server for one test (the embedded one the run command starts), so the test
+    can stop and restart it (on the same ``port``) without touching the shared Redis."""
+    return start_embedded(port)
+
+
+def redis_stop(server: EmbeddedRedis) -> int:
+    """Stop ``server`` (its data goes with it, as in a restart without persistence) and
+    return its port, for ``start_embedded`` to bring a fresh one up on."""
+    server.stop()
+    return int(server.url.rsplit(":", 1)[1].split("/")[0])
+
+
+def database_outage(
+    *, until: Callable[[], object], at_least: float = 3.0, at_most: float = 20.0
+) -> int:
+    """Make the test database unusable for other processes until ``until()`` is truthy
+    and ``at_least`` seconds passed (``at_most`` seconds in any case); return how many
+    times their connections were cut (PostgreSQL) or 1 (SQLite).
+
+    PostgreSQL: every other connection to the test database is terminated, again and again
+    (``pg_terminate_backend``, which is what a server restart looks like to a client; the
+    server itself, shared by others, stays up). SQLite: an exclusive lock is held from a
+    connection of our own, so other writers get "database is locked".
+    """
+    from django.db import connection
+
+    started = time.monotonic()
+
+    def over() -> bool:
+        lasted = time.monotonic() - started
+        return lasted >= at_most or (lasted >= at_least and bool(until()))
+
+    if connection.vendor == "postgresql":
+        cut = 0
+        with connection.cursor() as cursor:
+            while not over():
+                cursor.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+                cut += cursor.fetchone()[0]
+                time.sleep(0.05)
+        return cut
+    import sqlite3
+
+    lock = sqlite3.connect(settings.DATABASES["default"]["NAME"], timeout=30)
+    try:
+        lock.execute("BEGIN EXCLUSIVE")
+        while not over():
+            time.sleep(0.1)
+        lock.rollback()
+    finally:
+        lock.close()
+    return 1
+
+
+def database_files_size() -> int:
+    """Bytes of the largest SQLite file (database, WAL) a worker writes; 0 on PostgreSQL."""
+    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        base = str(settings.DATABASES["default"]["NAME"])
+        files = [Path(base + suffix) for suffix in ("", "-wal", "-journal")]
+        return max((f.stat().st_size for f in files if f.exists()), default=0)
+    return 0
+
+
+def complete_checkpoints(folder: Path) -> dict[str, bool]:
+    """Each ``checkpoint-N`` folder under ``folder`` → whether its save finished (Trainer
+    writes ``trainer_state.json`` last) and its weights load."""
+    from safetensors import safe_open
+
+    found = {}
+    for path in sorted(folder.glob("checkpoint-*")):
+        ok = (path / "trainer_state.json").is_file()
+        if ok:
+            with safe_open(str(path / "model.safetensors"), framework="pt") as weights:
+                ok = bool(list(weights.keys()))
+        found[path.name] = ok
+    return found
 
 
 # The stall timeout the playground tests' server runs with (a dead worker is reported

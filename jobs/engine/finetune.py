@@ -128,6 +128,11 @@ def run_training(config: TrainConfig, reporter: Reporter) -> TrainResult:
     try:
         return _run(config, reporter)
     except Exception as exc:
+        from jobs.engine.training_steps import prune_incomplete_checkpoints
+
+        # A save cut short (disk full) must not leave half a checkpoint beside the last
+        # complete one, which is what a retry resumes from.
+        prune_incomplete_checkpoints(config.checkpoint_dir)
         # Model placement, training, evaluation and generation can all run out of memory.
         if _is_oom(exc):
             raise EngineError(OOM_MESSAGE, code="cuda_oom", param="batch_size") from exc
@@ -186,6 +191,7 @@ def _run(config: TrainConfig, reporter: Reporter) -> TrainResult:
         trainer, callback = t.build_trainer(
             config, model, tokenizer, tokenized, label_names, reporter
         )
+        t.prune_incomplete_checkpoints(config.checkpoint_dir)  # a save the last try cut short
         last = t.last_checkpoint(config.checkpoint_dir)
         resumed_from = t.checkpoint_step(last) if last else None
         if last:

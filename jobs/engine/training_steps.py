@@ -345,6 +345,26 @@ def last_checkpoint(checkpoint_dir: Path) -> str | None:
     return str(max(found)[1]) if found else None
 
 
+def prune_incomplete_checkpoints(checkpoint_dir: Path) -> list[str]:
+    """Remove checkpoint folders whose save never finished; return their names.
+
+    Trainer writes a checkpoint in place (no temporary name), ``trainer_state.json`` last.
+    A save cut short (a full disk, a killed worker) leaves a folder without it, which
+    ``last_checkpoint`` already ignores; removing it keeps the disk and the job folder
+    honest. Complete checkpoints are never touched.
+    """
+    import shutil
+
+    if not checkpoint_dir.is_dir():
+        return []
+    removed = []
+    for path in checkpoint_dir.iterdir():
+        if _CHECKPOINT.match(path.name) and not (path / "trainer_state.json").is_file():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    return removed
+
+
 def checkpoint_step(path: str) -> int:
     match = _CHECKPOINT.match(Path(path).name)
     assert match is not None
