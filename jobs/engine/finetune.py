@@ -17,13 +17,15 @@ from jobs.engine.base import Cancelled, EngineError, Reporter
 from jobs.engine.device import device_description
 from jobs.engine.generate import generate_texts
 from jobs.engine.metrics import bleu_chrf, classification_metrics, perplexity, rouge
-from jobs.engine.train_config import CLASSIFICATION_TASKS, TrainConfig, param_schema
+from jobs.engine.train_config import (
+    CLASSIFICATION_TASKS,
+    GENERATION_SAMPLE,
+    TrainConfig,
+    param_schema,
+)
 
 __all__ = ["TrainConfig", "TrainResult", "device_description", "param_schema", "run_training"]
 
-# Seq2seq quality is scored on generated text, which is slow: a fixed sample keeps the
-# final evaluation to seconds on a GPU (and under a minute on CPU for small models).
-GENERATION_SAMPLE = 64
 OOM_MESSAGE = (
     "The GPU ran out of memory. Try a smaller batch_size with gradient accumulation "
     "(e.g. halve batch_size and double grad_accum), a shorter max_length, "
@@ -123,10 +125,15 @@ def run_training(config: TrainConfig, reporter: Reporter) -> TrainResult:
     reporter asks to stop (a checkpoint of that step is kept), :class:`EngineError`
     for anything the user can fix (bad params, data, out of GPU memory).
     """
+    import time
+
     import torch
 
+    # A time budget covers the whole run, loading and tokenising included.
+    started = config.budget_started or time.monotonic()
+    deadline = started + config.max_minutes * 60 if config.max_minutes else None
     try:
-        return _run(config, reporter)
+        return _run(config, reporter, deadline)
     except Exception as exc:
         # Model placement, training, evaluation and generation can all run out of memory.
         if _is_oom(exc):
@@ -137,7 +144,7 @@ def run_training(config: TrainConfig, reporter: Reporter) -> TrainResult:
             torch.cuda.empty_cache()
 
 
-def _run(config: TrainConfig, reporter: Reporter) -> TrainResult:
+def _run(config: TrainConfig, reporter: Reporter, deadline: float | None) -> TrainResult:
 
     import datasets
     import transformers
@@ -184,15 +191,18 @@ def _run(config: TrainConfig, reporter: Reporter) -> TrainResult:
 
         eval_split = t.pick_eval_split(tokenized)
         trainer, callback = t.build_trainer(
-            config, model, tokenizer, tokenized, label_names, reporter
+            config, model, tokenizer, tokenized, label_names, reporter, deadline=deadline
         )
         last = t.last_checkpoint(config.checkpoint_dir)
         resumed_from = t.checkpoint_step(last) if last else None
         if last:
             _log(reporter, f"resuming from checkpoint at step {resumed_from}")
-        steps = (
-            trainer.args.max_steps if trainer.args.max_steps > 0 else f"{config.epochs:g} epochs of"
-        )
+        if config.max_minutes:
+            steps = f"a {config.max_minutes:g}-minute budget of"
+        elif trainer.args.max_steps > 0:
+            steps = trainer.args.max_steps
+        else:
+            steps = f"{config.epochs:g} epochs of"
         _log(
             reporter,
             f"training on {device}: {train_rows:,} rows, {steps} steps, "
