@@ -132,8 +132,13 @@ def run_training(config: TrainConfig, reporter: Reporter) -> TrainResult:
     # A time budget covers the whole run, loading and tokenising included.
     started = config.budget_started or time.monotonic()
     deadline = started + config.max_minutes * 60 if config.max_minutes else None
+    from jobs.engine.device import free_cpu_threads
+    from jobs.engine.speed import fixed_threads
+
+    threads = torch.get_num_threads() if torch.cuda.is_available() else free_cpu_threads()
     try:
-        return _run(config, reporter, deadline)
+        with fixed_threads(threads):
+            return _run(config, reporter, deadline)
     except Exception as exc:
         # Model placement, training, evaluation and generation can all run out of memory.
         if _is_oom(exc):
@@ -147,6 +152,7 @@ def run_training(config: TrainConfig, reporter: Reporter) -> TrainResult:
 def _run(config: TrainConfig, reporter: Reporter, deadline: float | None) -> TrainResult:
 
     import datasets
+    import torch
     import transformers
 
     from jobs.engine import training_steps as t
@@ -205,7 +211,9 @@ def _run(config: TrainConfig, reporter: Reporter, deadline: float | None) -> Tra
             steps = f"{config.epochs:g} epochs of"
         _log(
             reporter,
-            f"training on {device}: {train_rows:,} rows, {steps} steps, "
+            f"training on {device}"
+            f"{'' if 'cuda' in device else f' ({torch.get_num_threads()} CPU threads)'}: "
+            f"{train_rows:,} rows, {steps} steps, "
             f"precision {config.resolved_precision()}",
         )
         output = trainer.train(resume_from_checkpoint=last)

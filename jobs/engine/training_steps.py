@@ -23,7 +23,12 @@ from transformers import (
 from jobs.engine.base import EngineError, Reporter
 from jobs.engine.budget import STEP_CEILING, TimeBudgetCallback
 from jobs.engine.callbacks import ReporterCallback, TimedCheckpointCallback
-from jobs.engine.collate import LengthBucketSampler, make_collator
+from jobs.engine.collate import (
+    TOKENS_KEY,
+    LengthBucketSampler,
+    TokenCountingCollator,
+    make_collator,
+)
 from jobs.engine.metrics import classification_metrics
 from jobs.engine.models import loading
 from jobs.engine.train_config import CLASSIFICATION_TASKS, GENERATION_SAMPLE, TrainConfig
@@ -191,6 +196,15 @@ class _Trainer(Trainer):
     """Trainer whose training order is our length-bucketed sampler (see collate.py)."""
 
     train_lengths: list[int] | None = None
+    tokens_trained = 0  # real tokens of the batches trained on (TokenCountingCollator)
+
+    def training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None) -> Any:
+        self.tokens_trained += int(inputs.pop(TOKENS_KEY, 0) or 0)
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def prediction_step(self, model: Any, inputs: Any, *args: Any, **kw: Any) -> Any:
+        inputs.pop(TOKENS_KEY, None)
+        return super().prediction_step(model, inputs, *args, **kw)
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         # The dataset passed here is a column-pruned copy of train_dataset (same rows).
@@ -277,8 +291,9 @@ def build_trainer(
         warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio of total steps in 5.x
         weight_decay=config.weight_decay,
         seed=config.seed,
-        logging_strategy="steps",
-        logging_steps=1,  # the job page draws a live loss curve, one point per step
+        # ReporterCallback decides when to log (every step at first, then by the clock):
+        # a log reads the loss back from the device and sends an event.
+        logging_strategy="no",
         eval_strategy=eval_strategy,
         eval_steps=eval_steps,
         save_strategy="no" if timed else "steps",
@@ -290,7 +305,7 @@ def build_trainer(
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         activation_checkpointing=config.gradient_checkpointing,
-        include_num_input_tokens_seen="non_padding",
+        include_num_input_tokens_seen="no",  # the collator counts them (TokenCountingCollator)
         prediction_loss_only=not is_classifier,  # LM logits are (B, T, V): never keep them
         label_names=["labels"],  # a peft-wrapped model's forward hides its label argument
         dataloader_pin_memory=cuda,
@@ -300,17 +315,20 @@ def build_trainer(
     )
     if timed:
         callbacks.append(TimedCheckpointCallback(config.save_minutes * 60))
-    callback = ReporterCallback(reporter, samples_per_step=config.batch_size * config.grad_accum)
-    trainer = (trainer_class or _Trainer)(
-        model=model,
-        args=args,
-        data_collator=make_collator(
+    collator = TokenCountingCollator(
+        make_collator(
             config.task,
             tokenizer,
             model,
             mlm_probability=config.mlm_probability,
             pad8=precision in ("fp16", "bf16"),
-        ),
+        )
+    )
+    callback = ReporterCallback(reporter, samples_per_step=config.batch_size * config.grad_accum)
+    trainer = (trainer_class or _Trainer)(
+        model=model,
+        args=args,
+        data_collator=collator,
         train_dataset=tokenized["train"],
         eval_dataset=tokenized.get("validation") if has_val else None,
         processing_class=tokenizer,
@@ -319,6 +337,7 @@ def build_trainer(
         callbacks=[callback, *callbacks],
     )
     trainer.remove_callback(PrinterCallback)  # it prints every log line to stdout
+    callback.tokens = trainer  # reads trainer.tokens_trained
     if budgeted:
         budget = _budget_callback(config, model, tokenized, reporter, args, deadline)
         # First in line: it moves state.max_steps, which DefaultFlowCallback then reads.
