@@ -81,7 +81,13 @@ class StepClock:
 
 
 def plain_run(
-    data_dir: Path, *, steps: int, batch: int, max_length: int, llmweb_batching: bool
+    data_dir: Path,
+    *,
+    steps: int,
+    batch: int,
+    max_length: int,
+    llmweb_batching: bool,
+    precision: str = "fp32",
 ) -> dict:
     import torch
     from datasets import load_from_disk
@@ -134,6 +140,8 @@ def plain_run(
         report_to="none",
         disable_tqdm=True,
         eval_strategy="no",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
     )
     clock = StepClock()
 
@@ -257,7 +265,16 @@ def wait(check, timeout=600, interval=0.2):
     raise TimeoutError
 
 
-def llmweb_runs(env: dict, data_dir: Path, *, runs: int, steps: int, batch: int, max_length: int):
+def llmweb_runs(
+    env: dict,
+    data_dir: Path,
+    *,
+    runs: int,
+    steps: int,
+    batch: int,
+    max_length: int,
+    precision: str = "fp32",
+):
     """A generator: ``next()`` prepares (and runs the cold job), then each ``send(None)``
     runs one measured job and returns its figures."""
     import django
@@ -297,7 +314,13 @@ def llmweb_runs(env: dict, data_dir: Path, *, runs: int, steps: int, batch: int,
         body = {
             "base_model": model.id,
             "dataset": ds.id,
-            "params": {"max_steps": n, "batch_size": batch, "max_length": max_length, "seed": 42},
+            "params": {
+                "max_steps": n,
+                "batch_size": batch,
+                "max_length": max_length,
+                "seed": 42,
+                "precision": precision,
+            },
         }
         t0 = time.time()
         r = client.post("/api/v1/jobs/", json=body)
@@ -398,13 +421,21 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3, help="runs of each kind (median shown)")
     ap.add_argument("--skip-padded", action="store_true", help="skip run 1 (slow); no 2/1 ratio")
+    ap.add_argument(
+        "--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="all runs (GPU)"
+    )
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="llmweb-bench-"))
     env, procs, redis = start_stack(work)
     results: dict[str, list[dict]] = {"padded": [], "web": [], "same": []}
     try:
         data = prepare_data(work)
-        kw = {"steps": a.steps, "batch": a.batch, "max_length": a.max_length}
+        kw = {
+            "steps": a.steps,
+            "batch": a.batch,
+            "max_length": a.max_length,
+            "precision": a.precision,
+        }
         web_runs = llmweb_runs(env, data, runs=a.repeats, **kw)
         next(web_runs)  # set up, and the cold job
         kinds = ["web", "same"] + ([] if a.skip_padded else ["padded"])

@@ -114,6 +114,7 @@ class JobReporter:
 
         from jobs import services
 
+        _lower_priority()
         try:
             while (item := self._outbox.get()) is not None:
                 kind, data, update_row = item
@@ -152,6 +153,7 @@ class JobReporter:
         from jobs import services
 
         last_beat = 0.0
+        _lower_priority()
         try:
             while not self._stop.wait(self.poll_interval):
                 now = time.monotonic()
@@ -192,3 +194,22 @@ class JobReporter:
     @property
     def lost(self) -> bool:
         return self._lost.is_set()
+
+
+# Nice added to the reporter's threads: on a busy CPU the kernel runs the training thread
+# first, and the event writer and heartbeat (light, I/O-bound) take what is left.
+THREAD_NICE = 5
+
+
+def _lower_priority() -> None:
+    """Lower the calling thread's CPU priority (Linux: a thread is a task with its own
+    nice value); elsewhere, or when not allowed, the thread keeps the process's."""
+    import os
+
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(
+            os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + THREAD_NICE)
+        )
+    except (AttributeError, OSError):
+        pass

@@ -19,18 +19,29 @@ def _finite(value: Any) -> Any:
     return value
 
 
-class ReporterCallback(TrainerCallback):
-    """Streams one ``progress`` event per optimizer step and polls for cancellation.
+# Every step of a run's first steps is a point on the live chart, so a short job still
+# draws a curve; after that, a point at most every LOG_INTERVAL seconds (and the last
+# step, always): each log reads the loss back from the device and writes an event.
+LOG_EVERY_STEP_UNTIL = 20
+LOG_INTERVAL = 0.5
 
-    Throughput is measured between consecutive logs (``logging_steps=1``), so it is the
-    current rate, not an average diluted by start-up and evaluation time.  Token counts
-    come from the Trainer's own ``include_num_input_tokens_seen="non_padding"`` counter
-    (sum of the attention mask), i.e. real tokens, not padding.
+
+class ReporterCallback(TrainerCallback):
+    """Streams ``progress`` events and polls for cancellation.
+
+    It decides when the Trainer logs (``logging_strategy="no"`` leaves it to us): every
+    step up to ``LOG_EVERY_STEP_UNTIL``, then by the clock, and always the last step. A
+    logged loss is the Trainer's mean over the steps since the previous log. Throughput
+    is measured between consecutive logs, so it is the current rate, not an average
+    diluted by start-up and evaluation time. Tokens are real ones (attention-mask sum),
+    counted by the collator and added up as batches are trained on (``tokens`` is the
+    Trainer, with ``tokens_trained``; see ``TokenCountingCollator``).
     """
 
-    def __init__(self, reporter: Reporter, *, samples_per_step: int) -> None:
+    def __init__(self, reporter: Reporter, *, samples_per_step: int, tokens: Any = None) -> None:
         self.reporter = reporter
         self.samples_per_step = samples_per_step
+        self.tokens = tokens
         self.cancelled = False
         self.phase: str | None = None
         self._last_time: float | None = None
@@ -61,7 +72,12 @@ class ReporterCallback(TrainerCallback):
         # After a resume, global_step starts > 0: rates and ETA count from here.
         self._start_time = self._last_time = time.monotonic()
         self._start_step = self._last_step = state.global_step
-        self._last_tokens = state.num_input_tokens_seen or 0
+        self._last_tokens = self._tokens_seen(state)
+
+    def _tokens_seen(self, state: TrainerState) -> int:
+        if self.tokens is not None:
+            return int(self.tokens.tokens_trained)
+        return int(state.num_input_tokens_seen or 0)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control, **kw):
         if self.reporter.should_stop():
@@ -69,6 +85,21 @@ class ReporterCallback(TrainerCallback):
             control.should_training_stop = True
             # Keep a checkpoint of where we stopped, so the work done is not lost.
             control.should_save = True
+        step = state.global_step
+        if (
+            step - self._start_step <= LOG_EVERY_STEP_UNTIL
+            or step >= state.max_steps
+            or control.should_training_stop
+            or control.should_evaluate  # the rate's clock restarts after an evaluation
+            or time.monotonic() - (self._last_time or 0.0) >= LOG_INTERVAL
+        ):
+            control.should_log = True
+        return control
+
+    def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control, **kw):
+        # An epoch-based run ends on its last epoch's end, which can fall short of
+        # max_steps (rounding): the last step must still reach the chart.
+        control.should_log = True
         return control
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control, logs=None, **kw):
@@ -87,8 +118,9 @@ class ReporterCallback(TrainerCallback):
         }
         elapsed = now - (self._last_time or now)
         steps = step - self._last_step
+        seen = self._tokens_seen(state)
         if elapsed > 0 and steps > 0:
-            tokens = (state.num_input_tokens_seen or 0) - self._last_tokens
+            tokens = seen - self._last_tokens
             event["samples_per_second"] = round(steps * self.samples_per_step / elapsed, 3)
             event["tokens_per_second"] = round(tokens / elapsed, 1)
         done = step - self._start_step
@@ -96,7 +128,7 @@ class ReporterCallback(TrainerCallback):
             per_step = (now - self._start_time) / done
             event["eta_seconds"] = round(max(0, state.max_steps - step) * per_step, 1)
         self._last_time, self._last_step = now, step
-        self._last_tokens = state.num_input_tokens_seen or 0
+        self._last_tokens = seen
         self.reporter.emit("progress", **event)
 
     def on_evaluate(

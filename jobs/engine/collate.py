@@ -71,6 +71,38 @@ def tokenize_split(dataset: Any, tokenizer: Any, task: str, max_length: int, cac
     return out
 
 
+# The batch key under which TokenCountingCollator hands each batch's real-token count to
+# the Trainer (``training_steps._Trainer`` takes it out before the model sees the batch).
+TOKENS_KEY = "_real_tokens"
+
+
+class TokenCountingCollator:
+    """Wraps a collator and puts each batch's real-token count (attention-mask sum) in it.
+
+    Counting here, on the CPU before the batch moves to the device, replaces the Trainer's
+    ``include_num_input_tokens_seen``, which sums the mask on the device and reads it back
+    with ``.item()``: a host-device sync every micro-batch. The count travels with its
+    batch (a plain int), so it is added when the batch is trained on, not when the loader
+    prepares it a batch ahead.
+    """
+
+    def __init__(self, collator: Any) -> None:
+        self.collator = collator
+
+    def __call__(self, features: list[dict[str, Any]]) -> Any:
+        batch = self.collator(features)
+        mask = batch.get("attention_mask")
+        if mask is not None:
+            batch[TOKENS_KEY] = int(mask.sum())
+        elif batch.get("input_ids") is not None:
+            batch[TOKENS_KEY] = int(batch["input_ids"].numel())
+        return batch
+
+    @property
+    def tokenizer(self) -> Any:
+        return getattr(self.collator, "tokenizer", None)
+
+
 def make_collator(task: str, tokenizer: Any, model: Any, *, mlm_probability: float, pad8: bool):
     """The collator that pads each batch to its longest row (multiple of 8 on tensor cores)."""
     from transformers import (

@@ -17,13 +17,15 @@ from jobs.engine.base import Cancelled, EngineError, Reporter
 from jobs.engine.device import device_description
 from jobs.engine.generate import generate_texts
 from jobs.engine.metrics import bleu_chrf, classification_metrics, perplexity, rouge
-from jobs.engine.train_config import CLASSIFICATION_TASKS, TrainConfig, param_schema
+from jobs.engine.train_config import (
+    CLASSIFICATION_TASKS,
+    GENERATION_SAMPLE,
+    TrainConfig,
+    param_schema,
+)
 
 __all__ = ["TrainConfig", "TrainResult", "device_description", "param_schema", "run_training"]
 
-# Seq2seq quality is scored on generated text, which is slow: a fixed sample keeps the
-# final evaluation to seconds on a GPU (and under a minute on CPU for small models).
-GENERATION_SAMPLE = 64
 OOM_MESSAGE = (
     "The GPU ran out of memory. Try a smaller batch_size with gradient accumulation "
     "(e.g. halve batch_size and double grad_accum), a shorter max_length, "
@@ -123,10 +125,20 @@ def run_training(config: TrainConfig, reporter: Reporter) -> TrainResult:
     reporter asks to stop (a checkpoint of that step is kept), :class:`EngineError`
     for anything the user can fix (bad params, data, out of GPU memory).
     """
+    import time
+
     import torch
 
+    # A time budget covers the whole run, loading and tokenising included.
+    started = config.budget_started or time.monotonic()
+    deadline = started + config.max_minutes * 60 if config.max_minutes else None
+    from jobs.engine.device import free_cpu_threads
+    from jobs.engine.speed import fixed_threads
+
+    threads = torch.get_num_threads() if torch.cuda.is_available() else free_cpu_threads()
     try:
-        return _run(config, reporter)
+        with fixed_threads(threads):
+            return _run(config, reporter, deadline)
     except Exception as exc:
         from jobs.engine.training_steps import prune_incomplete_checkpoints
 
@@ -142,9 +154,10 @@ def run_training(config: TrainConfig, reporter: Reporter) -> TrainResult:
             torch.cuda.empty_cache()
 
 
-def _run(config: TrainConfig, reporter: Reporter) -> TrainResult:
+def _run(config: TrainConfig, reporter: Reporter, deadline: float | None) -> TrainResult:
 
     import datasets
+    import torch
     import transformers
 
     from jobs.engine import training_steps as t
@@ -189,19 +202,24 @@ def _run(config: TrainConfig, reporter: Reporter) -> TrainResult:
 
         eval_split = t.pick_eval_split(tokenized)
         trainer, callback = t.build_trainer(
-            config, model, tokenizer, tokenized, label_names, reporter
+            config, model, tokenizer, tokenized, label_names, reporter, deadline=deadline
         )
         t.prune_incomplete_checkpoints(config.checkpoint_dir)  # a save the last try cut short
         last = t.last_checkpoint(config.checkpoint_dir)
         resumed_from = t.checkpoint_step(last) if last else None
         if last:
             _log(reporter, f"resuming from checkpoint at step {resumed_from}")
-        steps = (
-            trainer.args.max_steps if trainer.args.max_steps > 0 else f"{config.epochs:g} epochs of"
-        )
+        if config.max_minutes:
+            steps = f"a {config.max_minutes:g}-minute budget of"
+        elif trainer.args.max_steps > 0:
+            steps = trainer.args.max_steps
+        else:
+            steps = f"{config.epochs:g} epochs of"
         _log(
             reporter,
-            f"training on {device}: {train_rows:,} rows, {steps} steps, "
+            f"training on {device}"
+            f"{'' if 'cuda' in device else f' ({torch.get_num_threads()} CPU threads)'}: "
+            f"{train_rows:,} rows, {steps} steps, "
             f"precision {config.resolved_precision()}",
         )
         output = trainer.train(resume_from_checkpoint=last)

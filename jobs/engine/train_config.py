@@ -7,7 +7,7 @@ not import torch, so the web process validates a job's parameters cheaply.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,9 @@ SCHEDULERS = (
     "constant",
     "constant_with_warmup",
 )
+# Seq2seq quality is scored on generated text, which is slow: a fixed sample keeps the
+# final evaluation to seconds on a GPU (and under a minute on CPU for small models).
+GENERATION_SAMPLE = 64
 PATH_FIELDS = ("model_dir", "data_dir", "output_dir", "checkpoint_dir")
 
 __all__ = [
@@ -84,6 +87,17 @@ class TrainConfig:
         "Stop after this many optimizer steps; -1 uses epochs.",
         min=-1,
         max=10_000_000,
+        basic=True,
+    )
+    max_minutes: float | None = p.param(
+        "float",
+        None,
+        "Time budget instead of epochs or steps: the run times its first steps, picks the "
+        "step count that fits (final evaluation and save included) and fits the learning-rate "
+        "schedule to it. Excludes max_steps.",
+        min=0.1,
+        max=10_080.0,
+        nullable=True,
         basic=True,
     )
     learning_rate: float = p.param(
@@ -178,6 +192,14 @@ class TrainConfig:
         nullable=True,
     )
 
+    # Not a parameter: measured samples/s of similar finished jobs by device, which the job
+    # fills in for a max_minutes run so its first, untimed steps follow a realistic schedule.
+    throughput_hint: dict[str, float] | None = field(default=None, repr=False)
+    # Not a parameter: the ``time.monotonic()`` at which the budget started, set by the job
+    # when the worker takes it, so engine imports and loading count too (default: the
+    # engine's start).
+    budget_started: float | None = field(default=None, repr=False)
+
     def __post_init__(self) -> None:
         if self.job_type not in JOB_TYPES:
             raise p.invalid("job_type", f"must be one of {', '.join(JOB_TYPES)}")
@@ -188,6 +210,11 @@ class TrainConfig:
         for name in PATH_FIELDS:
             setattr(self, name, Path(getattr(self, name)))
         p.validate(self)
+        if self.max_minutes is not None and self.max_steps > 0:
+            raise p.invalid(
+                "max_minutes",
+                "a time budget and max_steps both fix the run's length; set one of them",
+            )
         # Whether fp16 has a GPU to run on is checked by the worker, not here: the web
         # process validating this config has no GPU (and should not import torch).
 

@@ -21,11 +21,17 @@ from transformers import (
 )
 
 from jobs.engine.base import EngineError, Reporter
+from jobs.engine.budget import STEP_CEILING, TimeBudgetCallback
 from jobs.engine.callbacks import ReporterCallback, TimedCheckpointCallback
-from jobs.engine.collate import LengthBucketSampler, make_collator
+from jobs.engine.collate import (
+    TOKENS_KEY,
+    LengthBucketSampler,
+    TokenCountingCollator,
+    make_collator,
+)
 from jobs.engine.metrics import classification_metrics
 from jobs.engine.models import loading
-from jobs.engine.train_config import CLASSIFICATION_TASKS, TrainConfig
+from jobs.engine.train_config import CLASSIFICATION_TASKS, GENERATION_SAMPLE, TrainConfig
 
 CLASSIFICATION = CLASSIFICATION_TASKS
 # LoRA targets per model_type: the attention projections LoRA's paper adapts (query and
@@ -190,6 +196,15 @@ class _Trainer(Trainer):
     """Trainer whose training order is our length-bucketed sampler (see collate.py)."""
 
     train_lengths: list[int] | None = None
+    tokens_trained = 0  # real tokens of the batches trained on (TokenCountingCollator)
+
+    def training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None) -> Any:
+        self.tokens_trained += int(inputs.pop(TOKENS_KEY, 0) or 0)
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def prediction_step(self, model: Any, inputs: Any, *args: Any, **kw: Any) -> Any:
+        inputs.pop(TOKENS_KEY, None)
+        return super().prediction_step(model, inputs, *args, **kw)
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         # The dataset passed here is a column-pruned copy of train_dataset (same rows).
@@ -220,9 +235,15 @@ def build_trainer(
     *,
     trainer_class: type[_Trainer] | None = None,
     extra_args: dict[str, Any] | None = None,
+    deadline: float | None = None,
 ) -> tuple[_Trainer, ReporterCallback]:
     """The recipe's Trainer; other recipes pass a subclass (distillation overrides
-    ``compute_loss``) and extra ``TrainingArguments`` and keep collator and sampler."""
+    ``compute_loss``) and extra ``TrainingArguments`` and keep collator and sampler.
+
+    With ``config.max_minutes``, ``deadline`` (a ``time.monotonic()`` value: when the whole
+    run, final evaluation and save included, must be over) arms a
+    :class:`~jobs.engine.budget.TimeBudgetCallback`, which picks the step count.
+    """
     cuda = torch.cuda.is_available()
     precision = config.resolved_precision()
     if precision == "fp16" and not cuda:
@@ -233,12 +254,16 @@ def build_trainer(
     train_lengths = list(tokenized["train"]["length"])
     tokenized = {name: split.remove_columns("length") for name, split in tokenized.items()}
     has_val = "validation" in tokenized
-    total = _total_steps(config, len(tokenized["train"]))
+    budgeted = config.max_minutes is not None
+    # A budgeted run's length is planned once its first steps are timed (budget.py); until
+    # then the Trainer only needs a bound that sizes its epoch loop.
+    max_steps = STEP_CEILING if budgeted else config.max_steps
+    total = STEP_CEILING if budgeted else _total_steps(config, len(tokenized["train"]))
     # Checkpoints cost seconds each (weights + optimizer state), so unless the person asks
     # for save_steps they are taken by wall clock (TimedCheckpointCallback) and a short
     # run takes none; a cancel still saves one (ReporterCallback).
     timed = config.save_steps is None and not config.early_stopping_patience
-    save_steps = config.save_steps or max(10, total // 10)
+    save_steps = config.save_steps or max(10, min(total // 10, 10_000))
     eval_steps = config.eval_steps
     callbacks: list[Any] = []
     if config.early_stopping_patience:
@@ -260,14 +285,15 @@ def build_trainer(
         per_device_eval_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum,
         num_train_epochs=config.epochs,
-        max_steps=config.max_steps,
+        max_steps=max_steps,
         learning_rate=config.learning_rate,
         lr_scheduler_type=config.lr_scheduler,
         warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio of total steps in 5.x
         weight_decay=config.weight_decay,
         seed=config.seed,
-        logging_strategy="steps",
-        logging_steps=1,  # the job page draws a live loss curve, one point per step
+        # ReporterCallback decides when to log (every step at first, then by the clock):
+        # a log reads the loss back from the device and sends an event.
+        logging_strategy="no",
         eval_strategy=eval_strategy,
         eval_steps=eval_steps,
         save_strategy="no" if timed else "steps",
@@ -279,7 +305,7 @@ def build_trainer(
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         activation_checkpointing=config.gradient_checkpointing,
-        include_num_input_tokens_seen="non_padding",
+        include_num_input_tokens_seen="no",  # the collator counts them (TokenCountingCollator)
         prediction_loss_only=not is_classifier,  # LM logits are (B, T, V): never keep them
         label_names=["labels"],  # a peft-wrapped model's forward hides its label argument
         dataloader_pin_memory=cuda,
@@ -289,17 +315,20 @@ def build_trainer(
     )
     if timed:
         callbacks.append(TimedCheckpointCallback(config.save_minutes * 60))
-    callback = ReporterCallback(reporter, samples_per_step=config.batch_size * config.grad_accum)
-    trainer = (trainer_class or _Trainer)(
-        model=model,
-        args=args,
-        data_collator=make_collator(
+    collator = TokenCountingCollator(
+        make_collator(
             config.task,
             tokenizer,
             model,
             mlm_probability=config.mlm_probability,
             pad8=precision in ("fp16", "bf16"),
-        ),
+        )
+    )
+    callback = ReporterCallback(reporter, samples_per_step=config.batch_size * config.grad_accum)
+    trainer = (trainer_class or _Trainer)(
+        model=model,
+        args=args,
+        data_collator=collator,
         train_dataset=tokenized["train"],
         eval_dataset=tokenized.get("validation") if has_val else None,
         processing_class=tokenizer,
@@ -308,8 +337,59 @@ def build_trainer(
         callbacks=[callback, *callbacks],
     )
     trainer.remove_callback(PrinterCallback)  # it prints every log line to stdout
+    callback.tokens = trainer  # reads trainer.tokens_trained
+    if budgeted:
+        budget = _budget_callback(config, model, tokenized, reporter, args, deadline)
+        # First in line: it moves state.max_steps, which DefaultFlowCallback then reads.
+        trainer.callback_handler.callbacks.insert(0, budget)
     trainer.train_lengths = train_lengths if config.group_by_length else None
     return trainer, callback
+
+
+def _budget_callback(
+    config: TrainConfig,
+    model: Any,
+    tokenized: dict[str, Any],
+    reporter: Reporter,
+    args: TrainingArguments,
+    deadline: float | None,
+) -> TimeBudgetCallback:
+    import time
+
+    from jobs.engine.device import device_description
+
+    assert config.max_minutes is not None
+    budget = config.max_minutes * 60
+    per_step = config.batch_size * config.grad_accum
+    val_rows = len(tokenized["validation"]) if "validation" in tokenized else 0
+    final = pick_eval_split(tokenized)
+    eval_every = None
+    if val_rows:
+        per_epoch = math.ceil(
+            math.ceil(len(tokenized["train"]) / config.batch_size) / config.grad_accum
+        )
+        eval_every = args.eval_steps if args.eval_strategy == "steps" else max(1, per_epoch)
+    hint = None
+    if config.throughput_hint:
+        device = device_description()
+        hint = config.throughput_hint.get(device) or config.throughput_hint.get(
+            device.split(" ", 1)[0]
+        )
+    return TimeBudgetCallback(
+        deadline=deadline if deadline is not None else time.monotonic() + budget,
+        budget_seconds=budget,
+        warmup=config.warmup_ratio,
+        eval_rows=len(tokenized[final]) if final else 0,
+        validation_rows=val_rows,
+        eval_every=eval_every,
+        samples_per_step=per_step,
+        model_bytes=sum(p.numel() * p.element_size() for p in model.parameters()),
+        generation_rows=min(GENERATION_SAMPLE, len(tokenized[final]))
+        if final and config.task == "seq2seq"
+        else 0,
+        hint_samples_per_second=hint,
+        log=lambda message: reporter.emit("log", message=message, level="info"),
+    )
 
 
 def _argmax(logits: Any, labels: Any) -> Any:

@@ -4,6 +4,7 @@ new model with a lineage edge. The two kinds differ only in what data they accep
 from __future__ import annotations
 
 import math
+import time
 from typing import TYPE_CHECKING, Any
 
 from jobs import selectors
@@ -112,6 +113,17 @@ class TrainingKind(JobKind):
         config = super().config(inputs=inputs, params=params, job=job)
         if job is not None:
             config.label_names = inputs.get("dataset").label_names
+            if config.max_minutes:
+                config.budget_started = time.monotonic()
+                base_model = inputs.get("base_model")
+                measured = selectors.training_throughput(
+                    model_type=base_model.model_type or "",
+                    num_parameters=max(1, int(base_model.num_parameters or 0)),
+                    max_length=config.max_length,
+                )
+                config.throughput_hint = {
+                    device: m["samples_per_second"] for device, m in measured.items()
+                } or None
         return config
 
     def estimate(self, *, config: Any, inputs: Inputs) -> dict[str, Any]:
@@ -162,6 +174,9 @@ class TrainingKind(JobKind):
                 out[key] = figure["seconds"]
             counts = ", ".join(f"{m['jobs']} on {d}" for d, m in measured.items())
             out["source"] = f"measured: similar finished jobs ({counts})"
+        if config.max_minutes:
+            step_flops = 6 * n_params * per_step * tokens_per_row
+            _fit_to_budget(out, config.max_minutes * 60, per_step, step_flops, measured)
         return out
 
     def finish(self, job: Job, result: Any) -> Outcome:
@@ -184,3 +199,25 @@ class TrainingKind(JobKind):
             job=job, model=model, metrics=result.metrics, device=result.device
         )
         return Outcome(metrics=metrics, result_model=model)
+
+
+def _fit_to_budget(
+    out: dict[str, Any], budget: float, per_step: int, step_flops: float, measured: dict
+) -> None:
+    """A ``max_minutes`` run lasts its budget; the steps are what fits in it (the worker
+    times its own first steps and plans again: this is the form's expectation)."""
+
+    def fits(seconds_per_step: float, overhead: float) -> int:
+        return max(0, math.floor((budget - overhead) / max(seconds_per_step, 1e-9)))
+
+    rough = {
+        "cpu": fits(step_flops / DEVICE_FLOPS["cpu"], ROUGH_OVERHEAD_SECONDS),
+        "cuda": fits(step_flops / DEVICE_FLOPS["cuda"], ROUGH_OVERHEAD_SECONDS),
+    }
+    for device, m in measured.items():
+        steps = fits(per_step / m["samples_per_second"], m["overhead_seconds"])
+        out["by_device"][device] = {"seconds": round(budget, 1), "jobs": m["jobs"], "steps": steps}
+        rough["cpu" if device == "cpu" else "cuda"] = steps
+    out["steps"] = rough["cpu"]
+    out["steps_by_device"] = rough
+    out["seconds_cpu"] = out["seconds_gpu"] = round(budget, 1)

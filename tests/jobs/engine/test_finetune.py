@@ -513,3 +513,27 @@ def test_a_real_cuda_out_of_memory_error_suggests_a_smaller_batch(
     assert "batch_size" in err.value.message and "grad_accum" in err.value.message
     # The engine gives the cache back so the next job on this worker starts clean.
     assert torch.cuda.memory_reserved() < (1 << 30)
+
+
+def test_a_long_run_logs_each_early_step_then_by_the_clock_and_counts_real_tokens(
+    tmp_path, tokenizer_dir
+):
+    from jobs.engine.callbacks import LOG_EVERY_STEP_UNTIL
+
+    model = tiny_bert(tmp_path, tokenizer_dir, transformers.BertModel)
+    config = make_config(tmp_path, model, classification_data(tmp_path), max_steps=60)
+    reporter = ListReporter()
+    run_training(config, reporter)
+
+    progress = reporter.of_kind("progress")
+    steps = [p["step"] for p in progress]
+    # Every early step draws a point; later ones at most every 0.5 s; the last one always.
+    assert steps[:LOG_EVERY_STEP_UNTIL] == list(range(1, LOG_EVERY_STEP_UNTIL + 1))
+    assert steps[-1] == 60 and steps == sorted(set(steps))
+    # A logged loss is the mean since the previous point; rates need the time between them.
+    assert all(p["loss"] > 0 and p["samples_per_second"] > 0 for p in progress[1:])
+    # Tokens are the attention-mask sum of the rows trained on: at most max_length per row,
+    # and at least the [CLS] and [SEP] every row has.
+    for p in progress[1:]:
+        per_sample = p["tokens_per_second"] / p["samples_per_second"]
+        assert 2 <= per_sample <= 32, p
