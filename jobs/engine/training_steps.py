@@ -2,6 +2,10 @@
 
 Reusable by other recipes (distillation trains through the same Trainer set-up); models
 load through :mod:`jobs.engine.models.loading`, the engine's one loader.
+
+Past ~400 lines on purpose: it is a list of small independent steps (data, tokenize,
+collate, Trainer set-up, checkpoints, the time budget's hook, save) that every training
+recipe composes; splitting it would scatter the one Trainer configuration they share.
 """
 
 from __future__ import annotations
