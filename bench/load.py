@@ -326,6 +326,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60, help="training steps of the watched job")
     ap.add_argument("--clients", type=int, default=100)
     ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--keep", action="store_true", help="keep the work folder and its logs")
     a = ap.parse_args()
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -394,7 +395,10 @@ def main() -> None:
     print(f"| | errors | {len(api['errors'])} {sorted(set(api['errors']))} | 0 |")
     if sub["refused"]:
         print("\nrefused submissions (first 3):", sub["refused"])
-    shutil.rmtree(work, ignore_errors=True)
+    if a.keep or api["errors"] or watch["complete_in_order"] < a.watchers:
+        print(f"\nlogs kept in {work} (web.log, worker.log)")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _answers(url: str) -> bool:

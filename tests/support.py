@@ -182,6 +182,18 @@ class Worker:
         wait_for(ready, timeout=timeout, interval=0.3, what=f"worker {self.name}")
         return self
 
+    def wait_idle(self, timeout: float = 120.0) -> Worker:
+        """Until this worker runs no task: a module-scoped worker may still be finishing an
+        earlier test's requests (slow on a loaded machine), which would hold its threads."""
+        app = celery_app_for(self.instance)
+
+        def idle():
+            active = app.control.inspect(destination=[self.name], timeout=1.0).active() or {}
+            return self.name in active and not active[self.name]
+
+        wait_for(idle, timeout=timeout, interval=0.5, what=f"worker {self.name} idle")
+        return self
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)

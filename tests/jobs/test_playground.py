@@ -213,6 +213,7 @@ def test_concurrent_requests_for_one_model_decode_in_one_batch(
     playground_server, inference_worker, client, alice, long_model
 ):
     cookie = _login(client, alice)
+    inference_worker.wait_idle()  # four free threads, so all four join one batch
     params = {"max_new_tokens": 300, "temperature": 0, "ignore_eos": True, "top_logprobs": 2}
     prompts = {"a": "the fox", "b": "a", "c": "the quick brown dog", "d": "fox fox"}
     bodies = {
@@ -250,6 +251,7 @@ def test_a_waiting_request_sees_its_place_in_the_queue_move(
     playground_server, inference_worker, client, alice, long_model
 ):
     cookie = _login(client, alice)
+    inference_worker.wait_idle()  # all four threads must be free for the four long requests
 
     def generate(rid, params):
         body = {"type": "generate", "id": rid, "model": long_model.id, "prompt": "the"}
@@ -273,6 +275,7 @@ def test_a_waiting_request_sees_its_place_in_the_queue_move(
                         and started.add(m["id"]) is None
                         and len(started) == 4
                     ),
+                    timeout=120,
                 )
                 # Read the busy socket all along, so its streams never back up.
                 drain = asyncio.create_task(_until(busy, lambda m: False, timeout=120))
