@@ -133,7 +133,7 @@ def run_training(config: TrainConfig, reporter: Reporter) -> TrainResult:
     started = config.budget_started or time.monotonic()
     deadline = started + config.max_minutes * 60 if config.max_minutes else None
     from jobs.engine.device import free_cpu_threads
-    from jobs.engine.speed import fixed_threads
+    from jobs.engine.measure import fixed_threads
 
     threads = torch.get_num_threads() if torch.cuda.is_available() else free_cpu_threads()
     try:
