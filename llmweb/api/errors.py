@@ -8,16 +8,20 @@ into ``{"detail", "code", "param"}`` with the error's HTTP status, so views carr
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import OperationalError as DatabaseOperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from llmweb.core.errors import DomainError
+
+log = logging.getLogger(__name__)
 
 
 def _flatten(errors: Any) -> str:
@@ -45,6 +49,17 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     """DRF's ``EXCEPTION_HANDLER``: domain errors first, then Django's, then DRF's own."""
     if isinstance(exc, DomainError):
         return domain_error_response(exc)
+    if isinstance(exc, DatabaseOperationalError):
+        # The database refused a connection (too many clients, restarting, locked): the
+        # request did nothing, so "try again shortly" is the truth, not an internal error.
+        log.warning("database unavailable for %s: %s", context.get("view"), exc)
+        response = error_response(
+            "The database is busy or restarting; nothing was changed. Try again shortly.",
+            code="database_unavailable",
+            http_status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+        response["Retry-After"] = "5"
+        return response
     if isinstance(exc, DjangoValidationError):
         data = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
         exc = exceptions.ValidationError(data)

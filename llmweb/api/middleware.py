@@ -18,6 +18,7 @@ from django.core.exceptions import (
     TooManyFieldsSent,
     TooManyFilesSent,
 )
+from django.db import OperationalError as DatabaseOperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 
@@ -34,6 +35,7 @@ DETAILS = {
     405: "Method not allowed.",
     413: "The request body is too large.",
     429: "Too many requests; wait and try again.",
+    503: "The service is busy or restarting; try again shortly.",
     500: "Internal server error; the admins can read the details in the server log.",
 }
 
@@ -55,6 +57,9 @@ def _detail_for_exception(exc: Exception) -> tuple[int, str] | None:
         return 400, f"The multipart body could not be read: {exc}"
     if isinstance(exc, SuspiciousOperation):
         return 400, "The request was refused as malformed."
+    if isinstance(exc, DatabaseOperationalError):
+        # No connection to be had (too many clients, a restart): the request did nothing.
+        return 503, "The database is busy or restarting; nothing was changed. Try again shortly."
     if isinstance(exc, OverflowError):
         # Ids and integer fields are bounded; this is the net under a missed one.
         return 400, "A number in the request is out of range."
@@ -79,7 +84,10 @@ class ApiJsonErrorsMiddleware:
             return None
         status, detail = found
         log.info("%s %s refused: %s", request.method, request.path, exc.__class__.__name__)
-        return JsonResponse({"detail": detail}, status=status)
+        response = JsonResponse({"detail": detail}, status=status)
+        if status == 503:
+            response["Retry-After"] = "5"
+        return response
 
     def _as_json(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         status = response.status_code

@@ -26,6 +26,11 @@ def asgi_command(host: str, port: int, *, access_log: bool = True) -> list[str]:
         "off",
         "--timeout-graceful-shutdown",
         "5",
+        # Longer than clients keep idle connections (httpx, requests: 5 s; browsers more):
+        # with uvicorn's 5 s default the server closed connections just as clients reused
+        # them, and bench/load.py's 100 clients saw "disconnected without a response".
+        "--timeout-keep-alive",
+        "65",
     ]
     if not access_log:
         cmd.append("--no-access-log")
