@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from datetime import timedelta
 
 from celery import shared_task
@@ -21,6 +22,17 @@ from jobs.kinds import get_kind
 from jobs.models import Job
 from jobs.reporting import JobReporter, db_retry
 from llmweb.core.running import run_guarded
+
+STEADY_SECONDS = 0.3
+
+
+def _database_steady() -> None:
+    """Two round trips ``STEADY_SECONDS`` apart on one connection: a restart or a run of
+    terminated backends fails one of them, and ``db_retry`` waits and tries again."""
+    for pause in (STEADY_SECONDS, 0):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        time.sleep(pause)
 
 
 def _worker_id(task) -> str:
@@ -61,6 +73,10 @@ def run_job_task(self, job_id: int) -> str:
             # restarted meanwhile it is dead, and Django reconnects only when told to.
             if not connection.in_atomic_block:  # a caller's transaction is not ours to end
                 close_old_connections()
+                # finish moves files and registers records; it is not retried, so it
+                # starts only once the database answers steadily (an outage that began
+                # during training may still be on: the run outlived it or not).
+                db_retry(_database_steady, what=f"job {job_id} before finish")
             return kind.finish(job, result)
 
         def failed(error: dict, traceback: str) -> None:

@@ -11,6 +11,7 @@ import time
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from jobs.engine.callbacks import LOG_EVERY_STEP_UNTIL
 from jobs.models import Job, JobEvent
 from tests.factories import bundled_model, preset_model, ready_dataset, sms_rows
 from tests.support import (
@@ -91,7 +92,7 @@ def test_redis_restart_mid_job_loses_no_event_and_the_client_replays_the_gap(
     settings, client, api, alice, team
 ):
     settings.LLMWEB_TRAIN_QUEUE = QUEUE
-    steps = 30
+    steps = LOG_EVERY_STEP_UNTIL  # every step of these logs an event, so each must be kept
     redis = [dedicated_redis()]
     url = redis[0].url
     worker = server = None
@@ -157,7 +158,7 @@ def test_redis_restart_mid_job_loses_no_event_and_the_client_replays_the_gap(
 @pytest.mark.timeout(300)
 def test_database_outage_mid_job_delays_writes_and_loses_none(settings, api, alice, team):
     settings.LLMWEB_TRAIN_QUEUE = QUEUE
-    steps = 30
+    steps = LOG_EVERY_STEP_UNTIL  # every step of these logs an event, so each must be kept
     # SQLite: a writer gives up on a held lock after 1 s (not 30), so the worker's writes
     # really fail during the outage and must be retried.
     worker = Worker(queues=QUEUE, env={"LLMWEB_SQLITE_TIMEOUT": "1"}).wait_ready()
