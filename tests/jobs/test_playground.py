@@ -283,10 +283,12 @@ def test_a_waiting_request_sees_its_place_in_the_queue_move(
                 await _until(waiting, queued("p", 1))
                 await waiting.send(generate("q", {"max_new_tokens": 3}))
                 await _until(waiting, queued("q", 2), timeout=30)
-                await busy.send(json.dumps({"type": "stop", "id": "w"}))
+                # Stop the last to join: the first one's thread leads the shared batch and
+                # keeps decoding the others' rows, so it is not the thread that comes free.
+                await busy.send(json.dumps({"type": "stop", "id": "z"}))
                 # p takes the freed thread; q, still waiting, is told it moved up.
-                moved = await _until(waiting, queued("q", 1), timeout=30)
-                for rid in "xyz":
+                moved = await _until(waiting, queued("q", 1), timeout=60)
+                for rid in "wxy":
                     await busy.send(json.dumps({"type": "stop", "id": rid}))
                 rest = await _until(waiting, _done("q"), timeout=60)
                 drain.cancel()
