@@ -13,19 +13,10 @@ from jobs import services
 from jobs.models import Job, JobEvent
 from llmweb.catalog.model_selectors import model_lineage
 from tests.factories import ready_dataset, sms_rows, tiny_classifier
-from tests.support import wait_for
+from tests.support import wait_job_status
 
-FINISHED = ("succeeded", "failed", "cancelled")
 DISTILL = {"max_steps": 3, "batch_size": 8, "max_length": 32, "latency_repeats": 1, "eval_rows": 16}
 COMPRESS = {"eval_rows": 16, "latency_repeats": 1, "max_length": 32}
-
-
-def wait_status(job_id: int, timeout: float = 300) -> Job:
-    def check():
-        job = Job.objects.get(pk=job_id)
-        return job if job.status in FINISHED else None
-
-    return wait_for(check, timeout=timeout, interval=0.2, what=f"job {job_id} finished")
 
 
 def submit(client, **body):
@@ -49,12 +40,12 @@ def test_distill_then_compress_makes_a_student_and_its_int8_copy_each_with_its_e
     r = submit(api(alice), teacher_model=teacher.id, dataset=sms.id, params=DISTILL, then=then)
     assert r.status_code == 201, r.json()
     assert r.json()["then"]["type"] == "compress" and r.json()["followed_by"] is None
-    first = wait_status(r.json()["id"])
+    first = wait_job_status(r.json()["id"], timeout=300)
     assert first.status == "succeeded", (first.error, worker.output()[-3000:])
 
     shown = api(alice).get(f"/api/v1/jobs/{first.pk}/").json()
     assert shown["followed_by"] is not None
-    follow_up = wait_status(shown["followed_by"])
+    follow_up = wait_job_status(shown["followed_by"], timeout=300)
     assert follow_up.status == "succeeded", (follow_up.error, worker.output()[-3000:])
     assert api(alice).get(f"/api/v1/jobs/{follow_up.pk}/").json()["follows"] == first.pk
     assert follow_up.created_by == alice and follow_up.team == team
@@ -169,7 +160,7 @@ def test_a_failed_first_job_never_starts_the_follow_up(
     then = {"type": "compress", "params": COMPRESS}
     r = submit(api(alice), teacher_model=teacher.id, dataset=sms.id, params=DISTILL, then=then)
     assert r.status_code == 201, r.json()
-    first = wait_status(r.json()["id"])
+    first = wait_job_status(r.json()["id"], timeout=300)
     assert first.status == "failed"
     assert Job.objects.count() == 1 and first.follow_up is None
     assert not JobEvent.objects.filter(job=first, kind="follow_up").exists()

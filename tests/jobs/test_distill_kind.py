@@ -15,18 +15,9 @@ from tests.factories import (
     sms_rows,
     tiny_classifier,
 )
-from tests.support import wait_for
+from tests.support import wait_job_status
 
-FINISHED = ("succeeded", "failed", "cancelled")
 FAST = {"max_steps": 3, "batch_size": 8, "max_length": 32, "latency_repeats": 1, "eval_rows": 16}
-
-
-def wait_status(job_id: int, timeout: float = 300) -> Job:
-    def check():
-        job = Job.objects.get(pk=job_id)
-        return job if job.status in FINISHED else None
-
-    return wait_for(check, timeout=timeout, interval=0.2, what=f"job {job_id} finished")
 
 
 def submit(client, **body):
@@ -52,7 +43,7 @@ def test_distill_job_makes_a_student_distilled_from_the_teacher_and_reuses_its_l
     assert estimate["speedup_about"] == 2.0
     r = submit(api(alice), teacher_model=teacher.id, dataset=sms.id, params=FAST)
     assert r.status_code == 201, r.json()
-    job = wait_status(r.json()["id"])
+    job = wait_job_status(r.json()["id"], timeout=300)
     assert job.status == "succeeded", (job.error, worker.output()[-3000:])
     student = job.result_model
     assert student.parent_id == teacher.id and student.lineage_edge == "distilled from"
@@ -66,7 +57,7 @@ def test_distill_job_makes_a_student_distilled_from_the_teacher_and_reuses_its_l
     assert edge["kind"] == "distilled from"
 
     again = submit(api(alice), teacher_model=teacher.id, dataset=sms.id, params=FAST)
-    second = wait_status(again.json()["id"])
+    second = wait_job_status(again.json()["id"], timeout=300)
     assert second.status == "succeeded", second.error
     assert second.metrics["teacher_logits_cached"] is True
     assert second.result_model.report["teacher_logits"] == "cached"
@@ -145,7 +136,7 @@ def test_seq2seq_distill_saves_the_teachers_outputs_as_a_dataset_and_trains_a_st
     teacher, en_fr = t5_teacher_and_en_fr
     r = submit(api(alice), teacher_model=teacher.id, dataset=en_fr.id, params=SEQ_FAST)
     assert r.status_code == 201, r.json()
-    job = wait_status(r.json()["id"])
+    job = wait_job_status(r.json()["id"], timeout=300)
     assert job.status == "succeeded", (job.error, worker.output()[-3000:])
     phases = {e.data.get("name") for e in job.events.filter(kind="phase")}
     assert "teacher generating" in phases
