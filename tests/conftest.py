@@ -22,7 +22,10 @@ from tests import support
 from tests.factories import (
     long_gpt2_folder,
     make_user,
+    ready_dataset,
     registered_folder,
+    sms_rows,
+    tiny_classifier,
     tiny_classifier_folder,
     tiny_preset_folder,
 )
@@ -236,3 +239,11 @@ def long_model(team, playground_folders):
 @pytest.fixture
 def classifier(team, playground_folders):
     return registered_folder(team, playground_folders["clf"], name="spamfox", task="classification")
+
+
+@pytest.fixture
+def teacher_and_data(team):
+    """A tiny classifier teacher and the SMS rows it knows: what distill tests start from."""
+    rows = sms_rows(60)
+    teacher = tiny_classifier(team, [r["text"] for r in rows], ["ham", "spam"], name="teacher")
+    return teacher, ready_dataset(team, "classification", rows, name="sms")

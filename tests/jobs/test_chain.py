@@ -12,7 +12,7 @@ import pytest
 from jobs import services
 from jobs.models import Job, JobEvent
 from llmweb.catalog.model_selectors import model_lineage
-from tests.factories import ready_dataset, sms_rows, tiny_classifier
+from tests.factories import ready_dataset
 from tests.support import wait_job_status
 
 DISTILL = {"max_steps": 3, "batch_size": 8, "max_length": 32, "latency_repeats": 1, "eval_rows": 16}
@@ -21,13 +21,6 @@ COMPRESS = {"eval_rows": 16, "latency_repeats": 1, "max_length": 32}
 
 def submit(client, **body):
     return client.post("/api/v1/jobs/", {"type": "distill", **body}, format="json")
-
-
-@pytest.fixture
-def teacher_and_data(team):
-    rows = sms_rows(60)
-    teacher = tiny_classifier(team, [r["text"] for r in rows], ["ham", "spam"], name="teacher")
-    return teacher, ready_dataset(team, "classification", rows, name="sms")
 
 
 @pytest.mark.slow

@@ -24,13 +24,6 @@ def submit(client, **body):
     return client.post("/api/v1/jobs/", {"type": "distill", **body}, format="json")
 
 
-@pytest.fixture
-def teacher_and_data(team):
-    rows = sms_rows(60)
-    teacher = tiny_classifier(team, [r["text"] for r in rows], ["ham", "spam"], name="teacher")
-    return teacher, ready_dataset(team, "classification", rows, name="sms")
-
-
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_distill_job_makes_a_student_distilled_from_the_teacher_and_reuses_its_logits(
