@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jobs.engine.data.order import in_seeded_order
 from jobs.engine.metrics import classification_metrics, perplexity
 from jobs.engine.models.info import weight_files
 from jobs.engine.schemas import CLASSIFICATION_TASKS
@@ -515,7 +516,7 @@ def load_eval_rows(
         raise EngineError(
             f"The eval dataset has no {split} rows.", code="missing_split", param="eval_split"
         )
-    data = Dataset.load_from_disk(str(folder))
+    data = in_seeded_order(Dataset.load_from_disk(str(folder)), folder)
     data = data.select(range(min(limit, len(data))))
     if task in CLASSIFICATION_TASKS:
         cols = ("text",) if task == "classification" else ("text_a", "text_b")

@@ -33,6 +33,7 @@ from jobs.engine.collate import (
     TokenCountingCollator,
     make_collator,
 )
+from jobs.engine.data.order import in_seeded_order
 from jobs.engine.metrics import classification_metrics
 from jobs.engine.models import loading
 from jobs.engine.train_config import CLASSIFICATION_TASKS, GENERATION_SAMPLE, TrainConfig
@@ -62,7 +63,8 @@ _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 def load_dataset_dict(data_dir: Path) -> dict[str, Any]:
     """Split by split, because datasets 5.x ``load_from_disk`` cannot read back a split
-    that was saved empty (no data files -> IndexError) and would lose the whole dict."""
+    that was saved empty (no data files -> IndexError) and would lose the whole dict.
+    Each split comes in its seeded order (``jobs.engine.data.order``)."""
     import json
 
     from datasets import Dataset
@@ -75,7 +77,8 @@ def load_dataset_dict(data_dir: Path) -> dict[str, Any]:
     for name in names:
         state = json.loads((data_dir / name / "state.json").read_text())
         if state.get("_data_files"):
-            splits[name] = Dataset.load_from_disk(str(data_dir / name))
+            split = Dataset.load_from_disk(str(data_dir / name))
+            splits[name] = in_seeded_order(split, data_dir / name)
     return splits
 
 

@@ -45,16 +45,16 @@ from jobs.engine.data.source import open_source, sample_rows
 from jobs.engine.data.split import split_indices
 from jobs.engine.data.stats import StatsAccumulator, stats_warnings
 from jobs.engine.data.writing import (
+    BackgroundFacts,
     RawRows,
     read_rows,
     release_memory,
-    save_splits,
-    write_split_files,
+    write_splits,
 )
 
 MAX_INVALID_FRACTION = 0.01
 SPLITS = ("train", "validation", "test")
-PHASES = ("reading", "validating", "splitting", "stats", "saving")
+PHASES = ("reading", "validating", "splitting", "stats")
 
 
 def _invalid(message: str, param: str) -> EngineError:
@@ -245,7 +245,14 @@ def _process(run: _Run, work: Path, staged: Path) -> ProcessResult:
     records = iter_rows(
         src, limit=cfg.max_field_bytes, txt_mode=cfg.txt_mode, block_chars=cfg.block_chars
     )
-    raw = read_rows_fast(src, checker, work / "rows.arrow", on_progress=on_progress)
+    background = BackgroundFacts(cfg.schema, extras)
+    try:
+        raw = read_rows_fast(
+            src, checker, work / "rows.arrow", on_progress=on_progress, on_batch=background
+        )
+        facts = background.result() if raw is not None else None
+    finally:
+        background.close()
     if raw is None:  # something needs a closer look: the row-by-row reader reports it
         raw = read_rows(
             records,
@@ -280,8 +287,10 @@ def _process(run: _Run, work: Path, staged: Path) -> ProcessResult:
         {c: label_feature if c == "label" else datasets.Value("string") for c in checker.columns}
     )
     acc = StatsAccumulator(cfg.schema, names, extras)
-    split_files = {name: work / f"{name}.arrow" for name in SPLITS}
-    write_split_files(raw.path, split_files, features, which, labels, acc, run.check_stop)
+    if facts is not None:
+        facts.labels = labels
+        acc.extras = background.extras
+    write_splits(raw.path, staged, orders, features, which, labels, acc, run.check_stop, facts)
     for name, ratio in zip(SPLITS, cfg.split_ratios, strict=True):
         if ratio > 0 and orders[name].size == 0:
             warnings.append(f"The {name} split is empty: the dataset is too small for its ratio")
@@ -291,17 +300,8 @@ def _process(run: _Run, work: Path, staged: Path) -> ProcessResult:
     for entry in stats.get("extra_columns", []):
         entry["truncated"] = checker.truncated.get(entry["name"], 0)
     warnings += stats_warnings(stats)
-    del acc, labels, which, raw.seen_ids
+    del acc, labels, which, raw.seen_ids, facts
     release_memory()
-
-    run.start("saving", "Saving the processed dataset")
-    save_splits(
-        split_files,
-        orders,
-        features,
-        staged,
-        after_each=lambda name: run.reporter.emit("log", message=f"Saved {name}", level="info"),
-    )
     return ProcessResult(
         encoding=src.encoding_label,
         format=src.format,

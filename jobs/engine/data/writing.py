@@ -1,10 +1,10 @@
 """The three passes over the data that touch disk, each with bounded memory.
 
 1. ``read_rows``: source records -> canonical rows in one Arrow file (labels as text).
-2. ``write_split_files``: that file, read with plain reads (not memory-mapped, so its
-   pages do not pile up in the worker's resident memory), -> one Arrow file per split,
-   feeding the statistics on the way.
-3. ``save_splits``: each split file -> ``save_to_disk`` layout, one split at a time.
+2. ``write_splits``: that file, read with plain reads (not memory-mapped, so its
+   pages do not pile up in the worker's resident memory), -> each split's
+   ``save_to_disk`` folder in file order plus its seeded order, feeding the statistics
+   on the way.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import gc
 import json
 from array import array
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,12 @@ from typing import Any
 import numpy as np
 
 from jobs.engine.data.mapping import RowChecker
-from jobs.engine.data.stats import StatsAccumulator
+from jobs.engine.data.order import write_seeded_order
+from jobs.engine.data.stats import RowFacts, StatsAccumulator
 
 WRITE_BATCH = 10_000
 WRITE_BATCH_CHARS = 8 << 20  # also flush early when rows are long
 PROGRESS_EVERY_ROWS = 50_000
-TAKE_ROWS = 20_000  # rows gathered at a time when saving a split in seeded order
 # Give up reading once this many rows are invalid and they outnumber the valid ones:
 # it is the wrong file or the wrong mapping, and the first errors already say so.
 GIVE_UP_AFTER = 1000
@@ -102,90 +103,138 @@ def read_rows(
     return out
 
 
-def write_split_files(
+def write_splits(
     raw: Path,
-    split_files: dict[str, Path],
+    out: Path,
+    orders: dict[str, np.ndarray],
     features: Any,
     which: np.ndarray,
     labels: np.ndarray | None,
     acc: StatsAccumulator,
     check_stop: Callable[[], None],
+    facts: RowFacts | None = None,
 ) -> None:
-    """Route each raw row to its split's file (``which[i]`` = split number), in file order."""
-    import datasets
-    import pyarrow as pa
+    """Route each raw row (``which[i]`` = split number) straight into its split's
+    ``save_to_disk`` folder under ``out``, in file order, feeding the statistics.
 
-    names = list(split_files)
-    writers = [
-        datasets.arrow_writer.ArrowWriter(features=features, path=str(p))
-        for p in split_files.values()
-    ]
-    for name in names:
-        acc.start(name)
-    try:
-        offset = 0
-        with pa.OSFile(str(raw)) as f:
-            for k, batch in enumerate(pa.ipc.open_stream(f)):
-                end = offset + batch.num_rows
-                if labels is not None:
-                    i = batch.schema.get_field_index("label")
-                    batch = batch.set_column(i, "label", pa.array(labels[offset:end], pa.int64()))
-                owner = which[offset:end]
-                for j, writer in enumerate(writers):
-                    part = pa.Table.from_batches([batch.filter(pa.array(owner == j))])
-                    if part.num_rows:
-                        writer.write_table(part)
-                        acc.add(names[j], part)
-                offset = end
-                if k % 20 == 19:
-                    check_stop()
-    finally:
-        for writer in writers:
-            writer.finalize()
-
-
-def save_splits(
-    split_files: dict[str, Path],
-    orders: dict[str, np.ndarray],
-    features: Any,
-    out: Path,
-    after_each: Callable[[str], None],
-) -> None:
-    """Save each split under ``out/<name>`` in ``orders[name]`` (global row ids) order.
-
-    Split files hold rows in file order; selecting by rank restores the seeded shuffle, so
-    an upload sorted short to long does not stay sorted.
+    Rows stay in file order, so no pass gathers them in another order (that gather over
+    a memory map was most of the worker's memory and a quarter of the time); each split's
+    seeded order is stored beside it (:mod:`jobs.engine.data.order`) for readers that
+    want it, and training samplers shuffle anyway. The statistics of batch ``k`` run on a
+    second thread while batch ``k`` is written and ``k + 1`` read (numpy and Arrow release
+    the GIL), with at most one batch waiting; ``facts`` computed while reading
+    (:class:`BackgroundFacts`) skip that work.
     """
     import datasets
     import pyarrow as pa
 
-    for name, path in split_files.items():
-        idx = orders[name]
+    names = list(orders)
+    writers: list[Any] = []
+    for name in names:
         # ``save_to_disk`` of an empty split writes the layout (state, info, one empty
-        # shard); the rows then go straight into that shard in seeded order, which is
-        # one write instead of a gather through an indices mapping plus a copy.
+        # shard); the rows then go straight into that shard.
         empty = datasets.Dataset.from_dict({c: [] for c in features}, features=features)
         empty.save_to_disk(str(out / name), num_shards=1)
-        if idx.size:
-            shards = sorted((out / name).glob("data-*.arrow"))
-            ranks = np.searchsorted(np.sort(idx), idx) if idx.size > 1 else np.zeros(1, np.int64)
-            with pa.memory_map(str(path)) as source:
-                table = pa.ipc.open_stream(source).read_all()
-                writer = datasets.arrow_writer.ArrowWriter(features=features, path=str(shards[0]))
-                try:
-                    for start in range(0, ranks.size, TAKE_ROWS):
-                        writer.write_table(table.take(pa.array(ranks[start : start + TAKE_ROWS])))
-                finally:
-                    writer.finalize()
-                del table
-            state_file = out / name / datasets.config.DATASET_STATE_JSON_FILENAME
-            state = json.loads(state_file.read_text(encoding="utf-8"))
-            state["_fingerprint"] = datasets.fingerprint.generate_random_fingerprint()
-            state_file.write_text(json.dumps(state, indent=2), encoding="utf-8")
-        release_memory()  # unmap this split before the next one is read
-        after_each(name)
+        shard = sorted((out / name).glob("data-*.arrow"))[0]
+        writers.append(
+            datasets.arrow_writer.ArrowWriter(features=features, path=str(shard))
+            if orders[name].size
+            else None
+        )
+    pending: Future | None = None
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="dataset-stats") as pool:
+            offset = 0
+            with pa.OSFile(str(raw)) as f:
+                for k, batch in enumerate(pa.ipc.open_stream(f)):
+                    end = offset + batch.num_rows
+                    if labels is not None:
+                        i = batch.schema.get_field_index("label")
+                        ids = pa.array(labels[offset:end], pa.int64())
+                        batch = batch.set_column(i, "label", ids)
+                    owner = which[offset:end]
+                    if pending is not None:
+                        pending.result()
+                    if facts is None:
+                        pending = pool.submit(acc.add_routed, batch, owner, names)
+                    for j, writer in enumerate(writers):
+                        if writer is not None:
+                            part = batch.filter(pa.array(owner == j))
+                            if part.num_rows:
+                                writer.write_table(pa.Table.from_batches([part]))
+                    offset = end
+                    if k % 20 == 19:
+                        check_stop()
+                if pending is not None:
+                    pending.result()
+    finally:
+        for writer in writers:
+            if writer is not None:
+                writer.finalize()
+    if facts is not None:
+        acc.add_facts(facts, which, names)
+    for name in names:
+        state_file = out / name / datasets.config.DATASET_STATE_JSON_FILENAME
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+        state["_fingerprint"] = datasets.fingerprint.generate_random_fingerprint()
+        state_file.write_text(json.dumps(state, indent=2), encoding="utf-8")
+        # Row r of the file is the (cumsum - 1)-th row of its split as written.
+        j = names.index(name)
+        write_seeded_order(out / name, (np.cumsum(which == j) - 1)[orders[name]])
     with open(out / datasets.config.DATASETDICT_JSON_FILENAME, "w", encoding="utf-8") as f:
-        json.dump({"splits": list(split_files)}, f)
+        json.dump({"splits": names}, f)
+
+
+class BackgroundFacts:
+    """The statistics' per-row work on the batches the reading pass writes, on a second
+    thread while the reader parses the next ones (numpy and Arrow release the GIL).
+
+    At most one batch waits. Label ids do not exist yet while reading: labels are hashed
+    as text and the ids are set on :meth:`result` later. Extra-column counts are kept in
+    :attr:`extras` for the final accumulator.
+    """
+
+    def __init__(self, schema: str, extras: list[str]):
+        self._schema, self._extra_names = schema, extras
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="dataset-facts")
+        self._pending: Future | None = None
+        self.discard()
+
+    def __call__(self, batch: Any) -> None:
+        if self._pending is not None:
+            self._pending.result()
+        self._pending = self._pool.submit(self._one, batch)
+
+    def _one(self, batch: Any) -> None:
+        self._parts.append(self._acc.row_facts(batch))
+        self._acc.add_extras(batch)
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    @property
+    def extras(self) -> dict[str, Any]:
+        return self._acc.extras
+
+    def result(self) -> RowFacts:
+        self._wait()
+        return RowFacts.concat(self._parts, self._acc.texts)
+
+    def discard(self) -> None:
+        """Forget every batch seen (the fast reader gave up; the row reader starts over)."""
+        try:
+            self._wait()
+        finally:
+            self._acc = StatsAccumulator(self._schema, None, self._extra_names)
+            self._parts: list[RowFacts] = []
+
+    def close(self) -> None:
+        try:
+            self._wait()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 def release_memory() -> None:

@@ -87,7 +87,7 @@ def test_sms_collection_keeps_all_5574_rows_with_quoting_off(tmp_path):
     assert any("of test rows also appear in train" in w for w in result.warnings)
     assert "Class imbalance 6.5:1 (ham vs spam)" in result.warnings
     phases = [e["phase"] for e in reporter.of_kind("progress")]
-    assert phases == ["reading", "validating", "splitting", "stats", "saving", "done"]
+    assert phases == ["reading", "validating", "splitting", "stats", "done"]
     json.dumps(result.as_dict())  # everything reported is JSON-ready
 
 
@@ -107,6 +107,8 @@ def test_headerless_tsv_is_inspected_with_positional_columns(tmp_path):
 
 
 def test_fra_eng_becomes_seq2seq_source_and_target(tmp_path):
+    from jobs.engine.training_steps import load_dataset_dict
+
     result = process(tmp_path, FRA, "seq2seq")
     assert result.mapping == {"source": "col_0", "target": "col_1"}
     assert result.num_rows == {"train": 4000, "validation": 500, "test": 500}
@@ -115,8 +117,16 @@ def test_fra_eng_becomes_seq2seq_source_and_target(tmp_path):
     assert dsd["train"].column_names == ["source", "target"]
     pairs = {(r["source"], r["target"]) for split in dsd.values() for r in split}
     assert ("Call me.", "Appelle-moi !") in pairs
-    # The file is sorted short to long; the split must not keep that order.
-    lengths = [len(s) for s in dsd["train"]["source"][:200]]
+    # The file is sorted short to long. Splits are stored in file order with their seeded
+    # order beside them; read in that order (as every job reads them) they are shuffled.
+    with open(FRA, encoding="utf-8") as f:
+        in_file = [(line.split("\t")[0], line.split("\t")[1].rstrip("\n")) for line in f]
+    train = list(zip(dsd["train"]["source"], dsd["train"]["target"], strict=True))
+    kept = set(train)
+    assert train == [pair for pair in in_file if pair in kept]
+    seeded = load_dataset_dict(tmp_path / "out")["train"]
+    assert sorted(seeded["source"]) == sorted(dsd["train"]["source"])
+    lengths = [len(s) for s in seeded["source"][:200]]
     assert lengths != sorted(lengths)
 
 
