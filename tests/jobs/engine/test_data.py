@@ -731,3 +731,79 @@ def test_compute_stats_describes_the_extra_columns_of_processed_splits(tmp_path)
     for entry in result.stats["extra_columns"]:
         entry.pop("truncated")
     assert again == result.stats
+
+
+# --- file-order splits with a stored seeded order -------------------------------------------
+
+
+def _many_rows(path: Path, n: int) -> list[dict]:
+    """Rows over several reader blocks, with duplicates, near-empty and non-ASCII texts."""
+    rows = []
+    for i in range(n):
+        text = f"Row {i % 9000}, some words here"  # every row past 9000 repeats an earlier one
+        if i % 997 == 0:
+            text = " a  "  # near-empty
+        elif i % 501 == 0:
+            text = f"Ünïcödé {i} — ok"
+        rows.append({"text": text, "label": "xyz"[i % 3], "n": str(i)})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+def test_splits_keep_file_order_and_read_back_in_the_seeded_split_order(tmp_path):
+    import numpy as np
+
+    from jobs.engine.data.order import SEEDED_ORDER_FILE
+    from jobs.engine.data.split import split_indices
+    from jobs.engine.training_steps import load_dataset_dict
+
+    rows = _many_rows(tmp_path / "d.jsonl", 3000)
+    result = process(tmp_path, tmp_path / "d.jsonl", "classification", stratify=False)
+    stored = load(tmp_path)
+    seeded = load_dataset_dict(tmp_path / "out")
+    expected = split_indices(len(rows), (0.8, 0.1, 0.1), 42)
+    for name, ids in zip(("train", "validation", "test"), expected, strict=True):
+        assert (tmp_path / "out" / name / SEEDED_ORDER_FILE).is_file()
+        numbers = [int(n) for n in stored[name]["n"]]
+        assert numbers == sorted(numbers)  # as in the file
+        # read back: exactly the rows the seeded split chose, in the seeded order
+        assert [int(n) for n in seeded[name]["n"]] == [int(i) for i in ids]
+        assert result.num_rows[name] == len(ids)
+    assert not np.array_equal(np.asarray(seeded["train"]["n"][:50]), np.arange(50))
+
+
+def test_statistics_computed_beside_the_reader_match_the_row_reader_and_a_recount(
+    tmp_path, monkeypatch
+):
+    from jobs.engine.data import fastread
+    from jobs.engine.data import process as process_module
+
+    _many_rows(tmp_path / "d.jsonl", 40_000)
+    monkeypatch.setattr(fastread, "BLOCK", 64 << 10)  # many batches, each on the thread
+    batches = []
+    real = process_module.read_rows_fast
+
+    def counted(*args, **kwargs):
+        seen = kwargs["on_batch"]
+        kwargs["on_batch"] = lambda batch: (batches.append(batch.num_rows), seen(batch))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(process_module, "read_rows_fast", counted)
+    fast = process_dataset(ProcessConfig(tmp_path / "d.jsonl", tmp_path / "fast", "classification"))
+    assert len(batches) > 5 and sum(batches) == 40_000
+    monkeypatch.setattr(process_module, "read_rows_fast", lambda *a, **k: None)
+    slow = process_dataset(ProcessConfig(tmp_path / "d.jsonl", tmp_path / "slow", "classification"))
+    assert fast.stats == slow.stats
+    # judged on text and label only (not the extra "n"): rows past 9000 repeat earlier ones
+    assert 25_000 < fast.stats["exact_duplicates"] <= fast.stats["near_duplicates"] < 40_000
+    assert fast.stats["empty_texts"] == len(range(0, 40_000, 997))
+    again = compute_stats(datasets_load(tmp_path / "fast"), "classification")
+    for entry in fast.stats.get("extra_columns", []):
+        entry.pop("truncated")
+    assert again == fast.stats
+
+
+def datasets_load(folder: Path):
+    import datasets
+
+    return datasets.load_from_disk(str(folder))
