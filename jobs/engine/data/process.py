@@ -251,6 +251,7 @@ def _process(run: _Run, work: Path, staged: Path) -> ProcessResult:
             src, checker, work / "rows.arrow", on_progress=on_progress, on_batch=background
         )
         facts = background.result() if raw is not None else None
+        counted_while_reading = facts is not None
     finally:
         background.close()
     if raw is None:  # something needs a closer look: the row-by-row reader reports it
@@ -262,6 +263,7 @@ def _process(run: _Run, work: Path, staged: Path) -> ProcessResult:
             on_progress=on_progress,
         )
 
+    release_memory()  # the reader's buffers: the next passes' peaks then stay below its
     run.start("validating", f"Checking {raw.n_valid + raw.n_invalid:,} rows")
     warnings = _check_rows(raw, src.path.name, bool(src.has_header))
     if left_out:
@@ -287,10 +289,13 @@ def _process(run: _Run, work: Path, staged: Path) -> ProcessResult:
         {c: label_feature if c == "label" else datasets.Value("string") for c in checker.columns}
     )
     acc = StatsAccumulator(cfg.schema, names, extras)
-    if facts is not None:
+    if facts is not None:  # the per-row work was done while reading: only route it
         facts.labels = labels
         acc.extras = background.extras
-    write_splits(raw.path, staged, orders, features, which, labels, acc, run.check_stop, facts)
+        acc.add_facts(facts, which, list(orders))
+        facts = None  # before the next pass allocates its buffers
+    counting = None if counted_while_reading else acc
+    write_splits(raw.path, staged, orders, features, which, labels, counting, run.check_stop)
     for name, ratio in zip(SPLITS, cfg.split_ratios, strict=True):
         if ratio > 0 and orders[name].size == 0:
             warnings.append(f"The {name} split is empty: the dataset is too small for its ratio")
@@ -300,7 +305,7 @@ def _process(run: _Run, work: Path, staged: Path) -> ProcessResult:
     for entry in stats.get("extra_columns", []):
         entry["truncated"] = checker.truncated.get(entry["name"], 0)
     warnings += stats_warnings(stats)
-    del acc, labels, which, raw.seen_ids, facts
+    del acc, labels, which, raw.seen_ids
     release_memory()
     return ProcessResult(
         encoding=src.encoding_label,

@@ -110,9 +110,8 @@ def write_splits(
     features: Any,
     which: np.ndarray,
     labels: np.ndarray | None,
-    acc: StatsAccumulator,
+    acc: StatsAccumulator | None,
     check_stop: Callable[[], None],
-    facts: RowFacts | None = None,
 ) -> None:
     """Route each raw row (``which[i]`` = split number) straight into its split's
     ``save_to_disk`` folder under ``out``, in file order, feeding the statistics.
@@ -122,8 +121,8 @@ def write_splits(
     seeded order is stored beside it (:mod:`jobs.engine.data.order`) for readers that
     want it, and training samplers shuffle anyway. The statistics of batch ``k`` run on a
     second thread while batch ``k`` is written and ``k + 1`` read (numpy and Arrow release
-    the GIL), with at most one batch waiting; ``facts`` computed while reading
-    (:class:`BackgroundFacts`) skip that work.
+    the GIL), with at most one batch waiting; ``acc`` None skips them (they were
+    computed while reading: :class:`BackgroundFacts`).
     """
     import datasets
     import pyarrow as pa
@@ -155,7 +154,7 @@ def write_splits(
                     owner = which[offset:end]
                     if pending is not None:
                         pending.result()
-                    if facts is None:
+                    if acc is not None:
                         pending = pool.submit(acc.add_routed, batch, owner, names)
                     for j, writer in enumerate(writers):
                         if writer is not None:
@@ -171,8 +170,6 @@ def write_splits(
         for writer in writers:
             if writer is not None:
                 writer.finalize()
-    if facts is not None:
-        acc.add_facts(facts, which, names)
     for name in names:
         state_file = out / name / datasets.config.DATASET_STATE_JSON_FILENAME
         state = json.loads(state_file.read_text(encoding="utf-8"))
