@@ -11,7 +11,8 @@ peak memory of the web and worker process trees: the kernel's own peak RSS of ea
 spike is missed), summed over the tree, next to the tree's RSS sampled every 20 ms.
 For comparison the same file goes through a bare ``datasets.load_dataset`` +
 ``save_to_disk`` in a subprocess; the ratio is ours / bare time.
-Targets (issue 3): worker < 500 MB, web < 200 MB, ratio <= 2.
+Runs each file ``--repeats`` times (interleaved) and prints each run, then the median and
+spread. Targets (issue 13): ratio <= 2.5, worker <= 500 MiB, web <= 200 MiB.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import os
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -148,10 +150,75 @@ def run(cmd: list[str], env: dict[str, str]) -> str:
     return subprocess.run(cmd, env=env, cwd=ROOT, check=True, capture_output=True, text=True).stdout
 
 
+HEADER = (
+    f"{'file':6} {'run':>3} {'MB':>6} {'rows':>9} {'upload s':>9} {'queue s':>8} {'e2e s':>7} "
+    f"{'bare s':>7} {'ratio':>6} {'web MiB':>8} {'worker MiB':>10} {'load':>5}"
+)
+
+
+def row_text(r: dict) -> str:
+    return (
+        f"{r['ext']:6} {r['run']:3} {r['mb']:6.0f} {r['rows']:9,} {r['upload']:9.1f} "
+        f"{r['queue']:8.1f} {r['e2e']:7.1f} {r['bare']:7.1f} {r['ratio']:6.2f} "
+        f"{r['web']:8.0f} {r['worker']:10.0f} {r['load']:5.1f}"
+    )
+
+
+def spread(values: list[float], fmt: str) -> str:
+    med = statistics.median(values)
+    if len(values) == 1:
+        return format(med, fmt)
+    return f"{format(med, fmt)} ({format(min(values), fmt)}-{format(max(values), fmt)})"
+
+
+def measure(client, sampler, env, py, tmp, ext, kind, path, rows, rep) -> dict:
+    """One upload of ``path`` through the stack, then the bare baseline on the same file."""
+    size = path.stat().st_size / 1e6
+    sampler.reset()
+    t0 = time.perf_counter()
+    with open(path, "rb") as f:
+        r = client.post(
+            "/api/v1/datasets/",
+            files={"file": (path.name, f, "application/octet-stream")},
+            data={"schema": "classification", "name": f"bench-{ext}-{rep}"},
+        )
+    t_upload = time.perf_counter() - t0
+    assert r.status_code == 201, r.text
+    ds_id = r.json()["id"]
+    t_started = None
+    while True:
+        d = client.get(f"/api/v1/datasets/{ds_id}/").json()
+        if t_started is None and (d.get("progress") or d["status"] in ("ready", "failed")):
+            t_started = time.perf_counter()
+        if d["status"] in ("ready", "failed"):
+            break
+        time.sleep(0.1)
+    t_total = time.perf_counter() - t0
+    if d["status"] != "ready":
+        raise RuntimeError(f"{ext} failed: {d['error']}")
+    assert d["total_rows"] == rows, (d["total_rows"], rows)
+    hwm = sampler.kernel()
+    out = subprocess.run(
+        [py, "-c", BARE, kind, str(path), str(tmp / f"bare-{ext}"), str(tmp / "hf-cache")],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    t_bare = float(out[0])
+    shutil.rmtree(tmp / f"bare-{ext}", ignore_errors=True)
+    shutil.rmtree(tmp / "hf-cache", ignore_errors=True)
+    mib = 1 << 20
+    return {
+        "ext": ext, "run": rep + 1, "mb": size, "rows": rows, "upload": t_upload,
+        "queue": t_started - t0 - t_upload, "e2e": t_total, "bare": t_bare,
+        "ratio": t_total / t_bare, "web": hwm["web"] / mib, "worker": hwm["worker"] / mib,
+        "load": os.getloadavg()[0],
+    }  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--mb", type=int, default=200, help="size of each generated file (MB)")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per file (median and spread)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="llmweb-bench-"))
@@ -217,62 +284,44 @@ def main() -> None:
         time.sleep(0.5)
         idle = {k: sampler.tree_rss(p) for k, p in sampler.procs.items()}
 
-        results = []
+        files = {}
         for kind, ext in (("json", "jsonl"), ("csv", "csv")):
             path = tmp / f"data.{ext}"
-            rows = generate(path, args.mb, kind)
-            size = path.stat().st_size / 1e6
-            sampler.reset()
-            t0 = time.perf_counter()
-            with open(path, "rb") as f:
-                r = client.post(
-                    "/api/v1/datasets/",
-                    files={"file": (path.name, f, "application/octet-stream")},
-                    data={"schema": "classification", "name": f"bench-{ext}"},
-                )
-            t_upload = time.perf_counter() - t0
-            assert r.status_code == 201, r.text
-            ds_id = r.json()["id"]
-            while True:
-                d = client.get(f"/api/v1/datasets/{ds_id}/").json()
-                if d["status"] in ("ready", "failed"):
-                    break
-                time.sleep(0.2)
-            t_total = time.perf_counter() - t0
-            if d["status"] != "ready":
-                raise RuntimeError(f"{ext} failed: {d['error']}")
-            assert d["total_rows"] == rows, (d["total_rows"], rows)
-            peak = dict(sampler.peak)
-            hwm = sampler.kernel()
-            out = subprocess.run(
-                [py, "-c", BARE, kind, str(path), str(tmp / f"bare-{ext}"), str(tmp / "hf-cache")],
-                env=env, capture_output=True, text=True, check=True,
-            ).stdout.split()  # fmt: skip
-            t_bare = float(out[0])
-            results.append((ext, size, rows, t_upload, t_total, t_bare, peak, hwm))
-            path.unlink()
-            shutil.rmtree(tmp / f"bare-{ext}", ignore_errors=True)
-            shutil.rmtree(tmp / "hf-cache", ignore_errors=True)
+            files[ext] = (kind, path, generate(path, args.mb, kind))
+        results = []
+        for rep in range(args.repeats):
+            for ext, (kind, path, rows) in files.items():
+                results.append(measure(client, sampler, env, py, tmp, ext, kind, path, rows, rep))
+                print(row_text(results[-1]), flush=True)
         sampler.running = False
 
         mib = 1 << 20
         print(f"\nidle RSS: web {idle['web'] / mib:.0f} MiB, worker {idle['worker'] / mib:.0f} MiB")
+        print(f"\nEach run ({args.repeats} per file, interleaved):")
+        print(HEADER)
+        for r in results:
+            print(row_text(r))
+        print(f"\nMedian (min-max) over {args.repeats} runs:")
         print(
-            f"{'file':6} {'MB':>6} {'rows':>9} {'upload s':>9} {'e2e s':>7} {'e2e MB/s':>9} "
-            f"{'bare s':>7} {'bare MB/s':>9} {'ratio':>6} {'web MiB':>8} {'worker MiB':>10}"
+            "| file | MB | rows | upload s | queue s | e2e s | bare s | ratio | web MiB | worker MiB |"
         )
-        for ext, size, rows, t_up, t_tot, t_bare, peak, hwm in results:
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for ext in files:
+            mine = [r for r in results if r["ext"] == ext]
             print(
-                f"{ext:6} {size:6.0f} {rows:9,} {t_up:9.1f} {t_tot:7.1f} {size / t_tot:9.1f} "
-                f"{t_bare:7.1f} {size / t_bare:9.1f} {t_tot / t_bare:6.2f} "
-                f"{hwm['web'] / mib:8.0f} {hwm['worker'] / mib:10.0f}"
-            )
-            print(
-                f"{'':6} sampled every 20 ms: web {peak['web'] / mib:.0f} MiB, "
-                f"worker {peak['worker'] / mib:.0f} MiB"
-            )
-        print("MiB columns: kernel peak RSS (VmHWM) summed over each process tree")
-        print("targets: worker < 500 MiB, web < 200 MiB, ratio <= 2.0")
+                f"| {ext} | {mine[0]['mb']:.0f} | {mine[0]['rows']:,} | "
+                + " | ".join(
+                    spread([r[k] for r in mine], fmt)
+                    for k, fmt in (
+                        ("upload", ".1f"), ("queue", ".1f"), ("e2e", ".1f"), ("bare", ".1f"),
+                        ("ratio", ".2f"), ("web", ".0f"), ("worker", ".0f"),
+                    )
+                )
+                + " |"
+            )  # fmt: skip
+        print("MiB: kernel peak RSS (VmHWM) summed over each process tree (20 ms samples agree)")
+        print("queue s: the 201 -> the worker's first progress on the record")
+        print("targets (issue 13): ratio <= 2.5, worker <= 500 MiB, web <= 200 MiB")
     finally:
         for p in procs:
             if p.poll() is None:

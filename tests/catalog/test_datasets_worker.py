@@ -78,6 +78,24 @@ def test_sms_collection_is_stratified_with_token_lengths(worker, api, alice, tea
     tokens = ds.stats["splits"]["test"]["tokens"]["text"]
     chars = ds.stats["splits"]["test"]["lengths"]["text"]
     assert 5 < tokens["p50"] < chars["p50"] and tokens["min"] < 10  # not padded to 128
+    # 2,000 rows shared by size, at least 250 a split: 1,600 of train, 250 of each other
+    counted = {s: ds.stats["splits"][s]["tokens"]["text"]["count"] for s in ds.num_rows}
+    assert counted == {"train": 1600, "validation": 250, "test": 250}
+
+
+def test_token_samples_are_shared_by_split_size_with_a_floor():
+    from llmweb.catalog.tasks.datasets import token_sample_sizes
+
+    assert token_sample_sizes({"train": 80_000, "validation": 10_000, "test": 10_000}) == {
+        "train": 1600,
+        "validation": 250,
+        "test": 250,
+    }
+    assert token_sample_sizes({"train": 900, "validation": 100, "test": 0}) == {
+        "train": 900,  # all rows when the share is more than the split
+        "validation": 100,
+        "test": 0,
+    }
 
 
 @pytest.mark.parametrize(

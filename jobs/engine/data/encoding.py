@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import codecs
 import os
+import re
 import unicodedata
+from collections import Counter
 from pathlib import Path
 
 from jobs.engine.base import EngineError
@@ -83,14 +85,24 @@ def _decodes(windows: list[tuple[bytes, bool]], enc: str) -> str | None:
     return "".join(parts)
 
 
+# ASCII controls other than the allowed ones; the rest of the ASCII range is never "bad".
+_ASCII_BAD = re.compile("[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f]")
+_NON_ASCII = re.compile("[^\x00-\x7f]")
+
+
 def _looks_binary(text: str) -> bool:
+    """More than 1% control, surrogate, private-use or unassigned characters.
+
+    Counted by regex for ASCII and per distinct character beyond it (text is mostly ASCII,
+    and its other characters repeat): a category lookup per character took 0.4 s on the
+    sampled windows of every upload.
+    """
     if not text:
         return False
-    bad = sum(
-        1
-        for ch in text
-        if unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") and ch not in _ALLOWED_CONTROLS
-    )
+    bad = len(_ASCII_BAD.findall(text))
+    for ch, n in Counter(_NON_ASCII.findall(text)).items():
+        if unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") and ch not in _ALLOWED_CONTROLS:
+            bad += n
     return bad / len(text) > 0.01
 
 

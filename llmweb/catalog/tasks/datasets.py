@@ -47,7 +47,20 @@ PHASE_END = {
     "tokens": 0.99,
     "done": 1.0,
 }
+# Rows tokenized for the token-length summaries, over all splits together: the tokenizer
+# costs ~0.2 ms a row, and 2,000 rows a split was most of a small upload's processing.
 TOKEN_SAMPLE = 2000
+TOKEN_SAMPLE_MIN = 250  # per non-empty split, so a 10% split's percentiles still mean something
+
+
+def token_sample_sizes(rows: dict[str, int]) -> dict[str, int]:
+    """Rows to sample per split: ``TOKEN_SAMPLE`` shared in proportion to the split sizes,
+    at least ``TOKEN_SAMPLE_MIN`` (or all of its rows) each."""
+    total = sum(rows.values())
+    return {
+        name: min(n, max(TOKEN_SAMPLE_MIN, round(TOKEN_SAMPLE * n / total))) if n else 0
+        for name, n in rows.items()
+    }
 
 
 class RowReporter:
@@ -159,11 +172,15 @@ def add_token_lengths(processed_dir, stats: dict[str, Any]) -> None:
     tokenizer.no_padding()
     tokenizer.no_truncation()
     columns = text_columns(stats.get("schema") or "causal-lm")
-    for split, entry in (stats.get("splits") or {}).items():
+    splits = stats.get("splits") or {}
+    samples = token_sample_sizes({name: entry.get("rows") or 0 for name, entry in splits.items()})
+    for split, entry in splits.items():
         files = sorted((processed_dir / split).glob("data-*.arrow"))
         if not files or not entry.get("rows"):
             continue
-        step = max(1, entry["rows"] // TOKEN_SAMPLE)
+        # Evenly spaced rows over the whole split (stored in file order).
+        wanted = np.unique(np.linspace(0, entry["rows"] - 1, samples[split]).round())
+        wanted = wanted.astype(np.int64)
         texts: dict[str, list[str]] = {c: [] for c in columns}
         seen = 0
         for path in files:
@@ -171,16 +188,15 @@ def add_token_lengths(processed_dir, stats: dict[str, Any]) -> None:
             # file, and mapped pages would all stay resident in the worker.
             with pa.OSFile(str(path)) as source:
                 for batch in pa.ipc.open_stream(source):
-                    # Every step-th row of the split; only those become Python strings.
-                    picks = pa.array(np.arange((-seen) % step, batch.num_rows, step))
+                    # Only the sampled rows become Python strings.
+                    inside = wanted[(wanted >= seen) & (wanted < seen + batch.num_rows)]
+                    picks = pa.array(inside - seen)
                     for c in columns:
                         texts[c] += [v or "" for v in batch.column(c).take(picks).to_pylist()]
                     seen += batch.num_rows
         entry["tokens"] = {
             c: length_summary(
-                np.asarray(
-                    [len(e.ids) for e in tokenizer.encode_batch(v[:TOKEN_SAMPLE])], dtype=np.int64
-                )
+                np.asarray([len(e.ids) for e in tokenizer.encode_batch(v)], dtype=np.int64)
             )
             for c, v in texts.items()
         }
