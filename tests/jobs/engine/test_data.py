@@ -629,14 +629,14 @@ def test_vectorised_stats_kernels_match_the_regex_definitions():
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from jobs.engine.data import stats
+    from jobs.engine.data import textkernels as tk
 
     values = ["", "  a b ", "\t\n", "Hello, World!", "x\vy", "héllo Wörld", "12-34 AbC", ""]
     for arr in (pa.array(values), pa.array(values).slice(2), pa.array(values[:4])):
         short = pc.less(pc.utf8_length(pc.replace_substring_regex(arr, r"\s+", "")), 3)
-        assert (stats._near_empty(arr) == np.asarray(short)).all()
+        assert (tk.near_empty(arr) == np.asarray(short)).all()
         norm = pc.replace_substring_regex(pc.utf8_lower(arr), r"[^\p{L}\p{N}]+", "")
-        assert (stats._normalized_hashes(arr) == stats._hashes(norm)).all()
+        assert (tk.normalized_hashes(arr) == tk.hashes(norm)).all()
 
 
 # --- extra columns (slices) ---------------------------------------------------------------
