@@ -237,8 +237,10 @@ class TimeBudgetCallback(TrainerCallback):
             self._last_plan = now
             return
         if first or abs(total - (self.planned or 0)) > max(1, 0.01 * (self.planned or 0)):
-            self.planned = total
-            state.max_steps = max(total, state.global_step)
+            # Never below the next step: the run then ends with one more step, on a
+            # schedule refitted to end there, not at a step already taken.
+            self.planned = max(total, state.global_step + 1)
+            state.max_steps = self.planned
             retarget_schedule(lr_scheduler, state.max_steps, self.warmup)
         if first:
             self.log(
@@ -315,3 +317,19 @@ class TimeBudgetCallback(TrainerCallback):
         now = time.monotonic()
         self._paused += now - self._last_step_end
         self._last_step_end = now
+
+
+class FinalEvaluationFollows(TrainerCallback):
+    """Last in line: a budgeted run's loop does not evaluate at its last step.
+
+    The final evaluation runs right after training anyway, and the Trainer's own
+    evaluation at a stop (its epoch-end one, or a step one that lands on the end) is not
+    in the plan: on a one-minute budget it cost a third of the time again (1.37 x budget).
+    """
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control, **kw):
+        if control.should_training_stop or state.global_step >= state.max_steps:
+            control.should_evaluate = False
+        return control
+
+    on_epoch_end = on_step_end

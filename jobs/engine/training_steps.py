@@ -25,7 +25,7 @@ from transformers import (
 )
 
 from jobs.engine.base import EngineError, Reporter
-from jobs.engine.budget import STEP_CEILING, TimeBudgetCallback
+from jobs.engine.budget import STEP_CEILING, FinalEvaluationFollows, TimeBudgetCallback
 from jobs.engine.callbacks import ReporterCallback, TimedCheckpointCallback
 from jobs.engine.collate import (
     TOKENS_KEY,
@@ -349,6 +349,8 @@ def build_trainer(
         budget = _budget_callback(config, model, tokenized, reporter, args, deadline)
         # First in line: it moves state.max_steps, which DefaultFlowCallback then reads.
         trainer.callback_handler.callbacks.insert(0, budget)
+        if not config.early_stopping_patience:  # it restores the best of the evaluations
+            trainer.add_callback(FinalEvaluationFollows())
     trainer.train_lengths = train_lengths if config.group_by_length else None
     return trainer, callback
 

@@ -90,3 +90,50 @@ def test_max_minutes_is_bounded_and_excludes_max_steps(tmp_path):
     with pytest.raises(EngineError) as both:
         _config(tmp_path, max_minutes=2, max_steps=100)
     assert both.value.param == "max_minutes" and "max_steps" in str(both.value)
+
+
+def test_a_spent_budget_still_plans_one_more_step_on_a_refitted_schedule():
+    import time
+
+    from transformers import TrainerState
+
+    from jobs.engine.budget import TimeBudgetCallback
+
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    sched = get_scheduler("linear", opt, num_warmup_steps=0, num_training_steps=1000)
+    for _ in range(40):
+        opt.step()
+        sched.step()
+    now = time.monotonic()
+    cb = TimeBudgetCallback(
+        deadline=now + 1,
+        budget_seconds=60,
+        warmup=0,
+        eval_rows=0,
+        samples_per_step=8,
+        model_bytes=0,
+    )
+    state = TrainerState()
+    state.global_step = 40
+    cb._plan(state, sched, now, rate=1.0)  # one second left, a reserve of more: spent
+    assert cb.planned == state.max_steps == 41
+    # The next (last) step runs on the schedule's last rate: one step's worth of the peak.
+    assert opt.param_groups[0]["lr"] == pytest.approx(1.0 / 41)
+
+
+def test_a_budgeted_loop_does_not_evaluate_at_its_last_step():
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from jobs.engine.budget import FinalEvaluationFollows
+
+    cb, args = FinalEvaluationFollows(), TrainingArguments(output_dir="unused", report_to="none")
+    state = TrainerState()
+    state.global_step, state.max_steps = 10, 50
+    middle = cb.on_step_end(args, state, TrainerControl(should_evaluate=True))
+    assert middle.should_evaluate  # an evaluation inside the run is kept
+    state.global_step = 50
+    assert not cb.on_step_end(args, state, TrainerControl(should_evaluate=True)).should_evaluate
+    stop = TrainerControl(should_evaluate=True, should_training_stop=True)
+    state.global_step = 30  # the clock stopped it early: its epoch end does not evaluate
+    assert not cb.on_epoch_end(args, state, stop).should_evaluate
