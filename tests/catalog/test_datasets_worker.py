@@ -197,14 +197,21 @@ def test_deleting_while_processing_stops_the_work_and_removes_files(worker, api,
     ds = Dataset.objects.get(pk=r.json()["id"])
     folder = ds.storage_dir
 
-    # 1. Processing had started: the worker claimed the row and reported progress on it.
+    # 1. Processing had started: the worker claimed the row. The pool is frozen there, so
+    #    the delete lands mid-work however fast ingest is (400,000 rows take ~1.5 s: a delete
+    #    sent after seeing progress used to arrive after the task had finished).
     wait_for(
-        lambda: Dataset.objects.filter(pk=ds.pk, status="processing", progress__gt=0).exists(),
+        lambda: Dataset.objects.filter(pk=ds.pk, status="processing").exists(),
         timeout=SETTLE_TIMEOUT,
-        interval=0.05,
-        what="the worker to report progress",
+        interval=0.02,
+        what="the worker to claim the dataset",
     )
-    assert api(alice).delete(f"/api/v1/datasets/{ds.pk}/").status_code == 204
+    worker.pause_pool()
+    try:
+        assert Dataset.objects.get(pk=ds.pk).status == "processing"
+        assert api(alice).delete(f"/api/v1/datasets/{ds.pk}/").status_code == 204
+    finally:
+        worker.resume_pool()
 
     # 2. The worker stopped: its task noticed the row was gone and returned "cancelled"
     #    (a task that ran on to the end would log "gone" or "ready" instead).

@@ -17,6 +17,7 @@ from typing import Any
 
 from celery import shared_task
 
+from jobs.engine.base import Cancelled
 from jobs.engine.schemas import LM_TASKS, SCHEMAS
 from llmweb.catalog import sniff
 from llmweb.catalog.models import Dataset, DatasetStatus
@@ -76,6 +77,7 @@ class RowReporter:
         self.interval = interval
         self.stopped = False
         self._last = 0.0
+        self._checked = time.monotonic()
         self.writes = 0
 
     def fraction(self, phase: str, data: dict[str, Any]) -> float:
@@ -107,6 +109,14 @@ class RowReporter:
             self.stopped = True
 
     def should_stop(self) -> bool:
+        """Also asked between batches and phases that emit nothing: a delete is noticed
+        within ``interval`` wherever the engine is, not only at its next progress write."""
+        now = time.monotonic()
+        if not self.stopped and now - self._checked >= self.interval:
+            self._checked = now
+            self.stopped = not Dataset.objects.filter(
+                pk=self.dataset_id, status=DatasetStatus.PROCESSING
+            ).exists()
         return self.stopped
 
 
@@ -256,13 +266,19 @@ def process_dataset_task(self, dataset_id: int) -> str:
             work_dir=dataset.storage_dir,
         )
         result = process_dataset(config, reporter).as_dict()
+        stop_if_deleted()  # its last write ("done") may have found the row gone
         shutil.rmtree(work_dir, ignore_errors=True)
         result["delimiter"] = plan.delimiter or {"tsv": "tab", "csv": "comma"}.get(
             result.get("format") or ""
         )
         reporter.write(PHASE_START["tokens"], "Counting tokens")
         add_token_lengths(dataset.processed_dir, result["stats"])
+        stop_if_deleted()
         return result
+
+    def stop_if_deleted() -> None:
+        if reporter.should_stop():
+            raise Cancelled("deleted while processing")
 
     def cancelled() -> None:
         log.info("dataset %s was deleted while processing; stopped", dataset_id)
