@@ -504,7 +504,7 @@ def dataset_clean_version_create(*, user, dataset: Dataset) -> Dataset:
             details={"source": dataset.pk},
         )
         enqueue_on_commit(
-            "llmweb.catalog.tasks.datasets:clean_dataset_task",
+            "llmweb.catalog.tasks.cleaning:clean_dataset_task",
             clean.pk,
             on_error=lambda exc: dataset_mark_failed(
                 dataset_id=clean.pk,

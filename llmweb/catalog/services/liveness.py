@@ -50,7 +50,7 @@ MODEL_TASKS = {
 }
 DATASET_TASK = "llmweb.catalog.tasks.datasets:process_dataset_task"
 # A clean version has no upload; it is made from its source's splits by another task.
-CLEAN_TASK = "llmweb.catalog.tasks.datasets:clean_dataset_task"
+CLEAN_TASK = "llmweb.catalog.tasks.cleaning:clean_dataset_task"
 
 
 def _stale_cutoff():
