@@ -236,6 +236,13 @@ def _check_hidden_widths(config: DistillConfig, teacher: Any, student: Any) -> N
         )
 
 
+def budget_deadline(train_cfg: Any) -> float | None:
+    """When the student's training (final evaluation and save included) must be over."""
+    if not train_cfg.max_minutes:
+        return None
+    return train_cfg.budget_started + train_cfg.max_minutes * 60
+
+
 def run_distill(config: DistillConfig, reporter: Reporter) -> DistillResult:
     """Distill the teacher in ``config.teacher_dir`` into a student saved at ``output_dir``.
 
@@ -244,6 +251,11 @@ def run_distill(config: DistillConfig, reporter: Reporter) -> DistillResult:
         EngineError: ``student_unsupported`` (no layer stack / preset for the family),
             ``label_mismatch``, ``empty_dataset`` and the fine-tune recipe's errors.
     """
+    import time
+
+    # A time budget covers the whole job: teacher logits, training, measuring the student.
+    if config.max_minutes and config.budget_started is None:
+        config.budget_started = time.monotonic()
     if config.task in SEQUENCE_TASKS:
         from jobs.engine.seqkd import run_sequence_distill
 
@@ -270,8 +282,7 @@ def run_distill(config: DistillConfig, reporter: Reporter) -> DistillResult:
     teacher, teacher_tok = load_for_task(config.teacher_dir, config.task)
     teacher = teacher.float().eval()
     labels = [str(teacher.config.id2label[i]) for i in sorted(teacher.config.id2label)]
-    train_cfg = config.train_config(config.teacher_dir)
-    splits = _remap_labels(t.load_splits(train_cfg), labels)
+    splits = _remap_labels(t.load_splits(config.train_config(config.teacher_dir)), labels)
     eval_name = next((n for n in ("test", "validation") if n in splits), None)
     eval_rows = None
     if eval_name is not None:
@@ -285,7 +296,10 @@ def run_distill(config: DistillConfig, reporter: Reporter) -> DistillResult:
         "repeats": config.latency_repeats,
     }
     reporter.emit("phase", name="measuring the teacher", done=0, total=None)
+    measured_at = time.monotonic()
     teacher_figures = measure(teacher, teacher_tok, folder=config.teacher_dir, **measuring)
+    measuring_seconds = time.monotonic() - measured_at
+    n_teacher = sum(x.numel() for x in teacher.parameters())
     logits, cached = teacher_logits(
         config, teacher, teacher_tok, _texts(splits["train"], config.task), reporter
     )
@@ -299,6 +313,9 @@ def run_distill(config: DistillConfig, reporter: Reporter) -> DistillResult:
         student = student.float()
         n_student = sum(x.numel() for x in student.parameters())
         log(f"student: {how}, {n_student:,} parameters")
+        # Measuring the student scales with its size: a time budget keeps that much for it.
+        reserve = measuring_seconds * min(1.0, n_student / max(n_teacher, 1))
+        train_cfg = config.train_config(config.teacher_dir, reserve_seconds=reserve)
         tokenized = {
             name: tokenize_split(
                 split, tokenizer, config.task, config.max_length, str(scratch / f"{name}.arrow")
@@ -321,6 +338,7 @@ def run_distill(config: DistillConfig, reporter: Reporter) -> DistillResult:
             ),
             # teacher_logits is not a forward() argument; compute_loss takes it out.
             extra_args={"remove_unused_columns": False},
+            deadline=budget_deadline(train_cfg),
         )
         last = t.last_checkpoint(config.checkpoint_dir)
         output = trainer.train(resume_from_checkpoint=last)

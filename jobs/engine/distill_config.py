@@ -7,7 +7,7 @@ for language models) share it without importing each other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from jobs.engine.base import EngineError
 from jobs.engine.presets import SIZES
 from jobs.engine.schemas import CLASSIFICATION_TASKS
 from jobs.engine.students import STUDENTS
+from jobs.engine.train_config import refuse_budget_with_steps, time_budget_param
 
 PATH_FIELDS = ("teacher_dir", "data_dir", "output_dir", "checkpoint_dir", "cache_dir")
 # Teachers that generate text: distilled at the sequence level (jobs.engine.seqkd).
@@ -82,6 +83,7 @@ class DistillConfig:
         "int", -1, "Stop after this many optimizer steps; -1 uses epochs.", min=-1,
         max=10_000_000, basic=True,
     )  # fmt: skip
+    max_minutes: float | None = time_budget_param()
     learning_rate: float = p.param(
         "float", 1e-4, "Peak learning rate (AdamW).", min=0.0, min_exclusive=True, max=1.0,
         basic=True,
@@ -135,6 +137,10 @@ class DistillConfig:
     latency_repeats: int = p.param(
         "int", 3, "Timed passes per batch size (the median is reported).", min=1, max=50
     )
+    # Not parameters: set by the job for a max_minutes run (see TrainConfig): when the
+    # budget started, and the measured samples/s of similar jobs by device.
+    budget_started: float | None = field(default=None, repr=False)
+    throughput_hint: dict[str, float] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.task not in (*CLASSIFICATION_TASKS, *SEQUENCE_TASKS):
@@ -146,11 +152,22 @@ class DistillConfig:
         self.student_dir = Path(self.student_dir) if self.student_dir else None
         self.generated_dir = Path(self.generated_dir) if self.generated_dir else None
         p.validate(self)
+        refuse_budget_with_steps(self)
 
-    def train_config(self, model_dir: Path, data_dir: Path | None = None) -> Any:
-        """The fine-tune recipe's config for the student (same steps, same defaults)."""
+    def train_config(
+        self, model_dir: Path, data_dir: Path | None = None, *, reserve_seconds: float = 0.0
+    ) -> Any:
+        """The fine-tune recipe's config for the student (same steps, same defaults).
+
+        With a time budget the student's training ends ``reserve_seconds`` before the
+        job's budget does: what follows it (measuring the student) is the distill job's
+        time too.
+        """
         from jobs.engine.train_config import TrainConfig
 
+        max_minutes = self.max_minutes
+        if max_minutes is not None:
+            max_minutes = max(0.1, max_minutes - reserve_seconds / 60)
         return TrainConfig(
             job_type="finetune",
             task=self.task,
@@ -167,6 +184,9 @@ class DistillConfig:
             weight_decay=self.weight_decay,
             seed=self.seed,
             group_by_length=self.group_by_length,
+            max_minutes=max_minutes,
+            throughput_hint=self.throughput_hint,
+            budget_started=self.budget_started,
         )
 
 

@@ -39,6 +39,8 @@ class Param:
     nullable: bool = False
     basic: bool = False
     options_from: str | None = None
+    # What the form calls it, when the name alone says it badly ("max minutes").
+    label: str | None = None
 
     def spec(self) -> dict[str, Any]:
         """The JSON schema row the API and the form read."""
@@ -56,6 +58,8 @@ class Param:
             out["basic"] = True
         if self.options_from:
             out["options_from"] = self.options_from
+        if self.label:
+            out["label"] = self.label
         return out
 
     def clean(self, name: str, value: Any) -> Any:

@@ -248,6 +248,7 @@ def run_sequence_distill(config: DistillConfig, reporter: Reporter) -> DistillRe
             errors.
     """
     import tempfile
+    import time
 
     import datasets
     import transformers
@@ -288,8 +289,11 @@ def run_sequence_distill(config: DistillConfig, reporter: Reporter) -> DistillRe
         "repeats": config.latency_repeats,
     }
     reporter.emit("phase", name="measuring the teacher", done=0, total=None)
+    measured_at = time.monotonic()
     teacher_figures = measure(teacher, teacher_tok, folder=config.teacher_dir, **measuring)
     _quality(config, teacher, teacher_tok, eval_rows, teacher_figures)
+    # Measuring the (smaller) student takes no longer: a time budget keeps that much.
+    reserve = time.monotonic() - measured_at
     generated = write_generated(config, splits, teacher, teacher_tok, reporter)
     generated["dir"] = str(config.generated_dir)
 
@@ -307,7 +311,9 @@ def run_sequence_distill(config: DistillConfig, reporter: Reporter) -> DistillRe
             f"({len(gen['train']):,} generated, {len(train) - len(gen['train']):,} references)",
             level="info",
         )
-        trained = run_training(config.train_config(start, data_dir), reporter)
+        trained = run_training(
+            config.train_config(start, data_dir, reserve_seconds=reserve), reporter
+        )
 
     student, tokenizer = load_for_task(config.output_dir, config.task)
     student = student.float().eval()

@@ -29,6 +29,32 @@ SCHEDULERS = (
 GENERATION_SAMPLE = 64
 PATH_FIELDS = ("model_dir", "data_dir", "output_dir", "checkpoint_dir")
 
+
+def time_budget_param() -> Any:
+    """``max_minutes``, declared alike by every kind that trains (fine-tune, pretrain,
+    distill): a fresh field each time, since a dataclass field belongs to one class."""
+    return p.param(
+        "float",
+        None,
+        "Time budget instead of epochs or steps: the run times its first steps, picks the "
+        "step count that fits (final evaluation and save included) and fits the learning-rate "
+        "schedule to it. Excludes max_steps.",
+        min=0.1,
+        max=10_080.0,
+        nullable=True,
+        basic=True,
+        label="time budget (minutes)",
+    )
+
+
+def refuse_budget_with_steps(config: Any) -> None:
+    if config.max_minutes is not None and config.max_steps > 0:
+        raise p.invalid(
+            "max_minutes",
+            "a time budget and max_steps both fix the run's length; set one of them",
+        )
+
+
 __all__ = [
     "CLASSIFICATION_TASKS",
     "JOB_TYPES",
@@ -89,17 +115,7 @@ class TrainConfig:
         max=10_000_000,
         basic=True,
     )
-    max_minutes: float | None = p.param(
-        "float",
-        None,
-        "Time budget instead of epochs or steps: the run times its first steps, picks the "
-        "step count that fits (final evaluation and save included) and fits the learning-rate "
-        "schedule to it. Excludes max_steps.",
-        min=0.1,
-        max=10_080.0,
-        nullable=True,
-        basic=True,
-    )
+    max_minutes: float | None = time_budget_param()
     learning_rate: float = p.param(
         "float",
         5e-5,
@@ -210,11 +226,7 @@ class TrainConfig:
         for name in PATH_FIELDS:
             setattr(self, name, Path(getattr(self, name)))
         p.validate(self)
-        if self.max_minutes is not None and self.max_steps > 0:
-            raise p.invalid(
-                "max_minutes",
-                "a time budget and max_steps both fix the run's length; set one of them",
-            )
+        refuse_budget_with_steps(self)
         # Whether fp16 has a GPU to run on is checked by the worker, not here: the web
         # process validating this config has no GPU (and should not import torch).
 

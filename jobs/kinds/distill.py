@@ -21,6 +21,7 @@ batch 1 and 32).
 from __future__ import annotations
 
 import math
+import time
 from typing import TYPE_CHECKING, Any
 
 from jobs.engine.distill_config import DistillConfig
@@ -240,6 +241,13 @@ class Distill(JobKind):
             fields["student_dir"] = student_model.artifact_dir
         return fields
 
+    def config(self, *, inputs: Inputs, params: dict[str, Any], job: Job | None) -> Any:
+        config = super().config(inputs=inputs, params=params, job=job)
+        if job is not None and config.max_minutes:
+            # As the training kinds: the budget counts from the worker's taking the job.
+            config.budget_started = time.monotonic()
+        return config
+
     def estimate(self, *, config: Any, inputs: Inputs) -> dict[str, Any]:
         """Student size and speed-up before launch, plus the training cost."""
         teacher, dataset = inputs.get("teacher_model"), inputs.get("dataset")
@@ -271,7 +279,7 @@ class Distill(JobKind):
             6 * n * steps * config.batch_size * tokens
             + GENERATION_FLOPS_PER_TOKEN * int(teacher.num_parameters or 0) * rows * teacher_tokens
         )
-        return {
+        out = {
             **out,
             "teacher_parameters": teacher.num_parameters,
             "steps": steps,
@@ -280,6 +288,12 @@ class Distill(JobKind):
             "seconds_gpu": round(10 + flops / DEVICE_FLOPS["cuda"], 1),
             "source": "rough: FLOP count at a typical speed",
         }
+        if config.max_minutes:
+            # The job lasts its budget; the steps are whatever fits once it has timed them.
+            out["seconds_cpu"] = out["seconds_gpu"] = round(config.max_minutes * 60, 1)
+            del out["steps"]
+            out["source"] = "time budget: the steps are fitted to it on the worker"
+        return out
 
     def finish(self, job: Job, result: Any) -> Outcome:
         """A new model "distilled from" the teacher, with the teacher-vs-student report;

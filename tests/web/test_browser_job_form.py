@@ -75,3 +75,31 @@ def test_the_slice_column_select_offers_the_chosen_datasets_extra_columns(
     page.select_option("#id_dataset", str(by_source.pk))
     assert page.evaluate(options) == ["", "source_site"]
     assert page.input_value("#id_p_slice_column") == ""  # not a column of this dataset
+
+
+def test_the_time_budget_is_offered_beside_epochs_and_steps_and_sets_the_estimate(
+    browser_page, live_server_proc, alice, team
+):
+    page, base = browser_page, live_server_proc.url
+    sms = ready_dataset(team, "classification", sms_rows(40), name="sms")
+    browser_login(page, base, "alice")
+    page.goto(base + "/jobs/new/")
+    budget = page.locator("label[for=id_p_max_minutes]")
+    for kind, shown in (("distill", True), ("evaluate", False), ("finetune", True)):
+        page.select_option("[data-kind-select]", kind)
+        assert budget.is_visible() is shown, kind
+    assert budget.inner_text().startswith("time budget (minutes)")
+
+    # A 2-minute budget is what the estimate then says the job takes, on either device.
+    page.select_option("#id_base_model", str(bundled_model(team).pk))
+    page.select_option("#id_dataset", str(sms.pk))
+    page.fill("#id_p_max_minutes", "2")
+    page.wait_for_function("document.getElementById('estimate').textContent.includes('2 min')")
+    assert "~2 min on CPU, ~2 min on a GPU" in page.inner_text("#estimate")
+
+    # With max_steps as well, the server names the budget as the field to fix.
+    page.fill("#id_p_max_steps", "10")
+    page.click("#launch")
+    page.wait_for_selector(".errorlist")
+    assert "set one of them" in page.inner_text(".errorlist")
+    assert not Job.objects.exists()

@@ -18,7 +18,8 @@ def _param_field(
 ) -> forms.Field:
     """The form field of one parameter. ``options`` (record id -> values) turns a param
     with ``options_from`` into a select that the page refills when that input changes."""
-    common = {"required": False, "help_text": spec.help, "label": name.replace("_", " ")}
+    label = spec.label or name.replace("_", " ")
+    common = {"required": False, "help_text": spec.help, "label": label}
     if spec.options_from and options is not None:
         values = sorted({v for vs in options.values() for v in vs})
         widget = forms.Select(

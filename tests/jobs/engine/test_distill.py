@@ -145,3 +145,35 @@ def test_hidden_loss_trains_a_same_width_student_and_refuses_other_widths(tmp_pa
     with pytest.raises(EngineError) as refused:
         run_distill(wider, ListReporter())
     assert refused.value.param == "hidden_loss_weight"
+
+
+def test_a_budget_excludes_max_steps_and_keeps_time_for_measuring_the_student(tmp_path):
+    with pytest.raises(EngineError) as both:
+        _config(tmp_path, max_minutes=1)  # _config sets max_steps=3
+    assert both.value.param == "max_minutes" and "max_steps" in str(both.value)
+    config = _config(tmp_path, max_minutes=2, max_steps=-1)
+    config.budget_started = 100.0
+    train = config.train_config(tmp_path / "teacher", reserve_seconds=30)
+    assert (train.max_minutes, train.budget_started, train.max_steps) == (1.5, 100.0, -1)
+    assert config.train_config(tmp_path / "teacher").max_minutes == 2
+
+
+@pytest.mark.timeout(180)
+def test_a_budgeted_distillation_ends_on_time_with_its_schedule_fitted(tmp_path):
+    import time
+
+    tiny_model_folder(tmp_path / "teacher", "bert", TEXTS, labels=["ham", "spam"])
+    _sms_dataset(tmp_path / "data")
+    budget = 0.25  # minutes
+    reporter = ListReporter()
+    started = time.monotonic()
+    result = run_distill(_config(tmp_path, max_minutes=budget, max_steps=-1), reporter)
+    ratio = (time.monotonic() - started) / (budget * 60)
+    print(f"distill time budget: actual / budget = {ratio:.3f}")
+    # Loading, teacher logits, training, final evaluation, save and measuring the student
+    # all fit; the bound is wide for a loaded 2-core machine (one slow step is seconds).
+    assert 0.7 <= ratio <= 1.15, ratio
+    progress = reporter.of_kind("progress")
+    assert progress[-1]["step"] == progress[-1]["total"] == result.global_step > 6
+    logs = [e["message"] for e in reporter.of_kind("log")]
+    assert any(m.startswith("time budget:") and "planning" in m for m in logs), logs
